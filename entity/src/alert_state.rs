@@ -1,0 +1,29 @@
+//! The alert state machine's state for one (subject, metric, label).
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "alert_states")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub alert_key: String,
+    pub host_id: Option<i64>,
+    pub url_check_id: Option<i64>,
+    pub kind: String,
+    pub metric: String,
+    pub label: String,
+    pub state: String,
+    pub level: Option<String>,
+    pub pending_polls: i32,
+    pub last_value: Option<f64>,
+    pub since_at: i64,
+    pub last_notified_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

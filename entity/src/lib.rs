@@ -1,0 +1,21 @@
+//! SeaORM entities for hostwatch: one module per table created by the `migration` crate.
+//!
+//! Times are Unix milliseconds (`i64`). Secret columns (`*_enc`) hold AEAD ciphertext only; the
+//! service decrypts them where a connection or a channel needs them and nowhere else.
+
+pub mod alert_state;
+pub mod api_token;
+pub mod channel;
+pub mod delivery;
+pub mod enrollment_run;
+pub mod host;
+pub mod host_credential;
+pub mod host_key;
+pub mod host_label;
+pub mod latest_snapshot;
+pub mod metric_sample;
+pub mod notification;
+pub mod poll;
+pub mod threshold;
+pub mod url_check;
+pub mod url_check_result;

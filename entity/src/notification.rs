@@ -1,0 +1,28 @@
+//! A notification record: written on each alert transition, read over REST and delivered by channels.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "notifications")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub host_id: Option<i64>,
+    pub url_check_id: Option<i64>,
+    pub kind: String,
+    pub metric: Option<String>,
+    pub label: Option<String>,
+    pub level: String,
+    pub state: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub title: String,
+    pub message: String,
+    pub created_at: i64,
+    pub read_at: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,19 @@
+//! Schema migrations for hostwatch.
+//!
+//! The schema is written with sea-query builders, never raw SQL, so the same migrations run on
+//! SQLite (the embedded default) and PostgreSQL. Times are stored as Unix milliseconds
+//! (`BIGINT`): the same type on both backends, cheap to index and compare for time-range queries.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_initial;
+
+/// The list of migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261121_000001_initial::Migration)]
+    }
+}

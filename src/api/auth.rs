@@ -1,0 +1,46 @@
+//! Bearer-token authentication for every `/api/v1` operation.
+
+use poem::Request;
+use poem_openapi::{SecurityScheme, auth::Bearer};
+
+use crate::{
+    api::AppState,
+    error::{Error, Result},
+    store::tokens::{self, Principal},
+};
+
+/// `Authorization: Bearer <token>`; tokens come from `hostwatch token create` or the admin
+/// token written on first start.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "hw_…", checker = "check_token")]
+pub struct Token(pub Principal);
+
+async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let state = req
+        .data::<AppState>()
+        .expect("AppState is attached to every route");
+    match tokens::authenticate(&state.db, &bearer.token).await {
+        Ok(Some(principal)) => Ok(principal),
+        Ok(None) => Err(poem::Error::from_string(
+            "unknown or revoked token",
+            poem::http::StatusCode::UNAUTHORIZED,
+        )),
+        Err(err) => {
+            tracing::error!(error = %err, "token lookup failed");
+            Err(poem::Error::from_status(
+                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+            ))
+        }
+    }
+}
+
+impl Token {
+    /// Refuses read-only tokens; call first in every operation that changes something.
+    pub fn require_write(&self) -> Result<()> {
+        if self.0.read_only {
+            Err(Error::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+}

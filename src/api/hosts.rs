@@ -1,0 +1,451 @@
+//! `/hosts`: register, list, read, change and delete monitored hosts.
+//!
+//! Credentials are write-only: a request may carry a private key, passphrase or password; no
+//! response ever does. The request types deliberately do not implement `Debug`.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+    types::MaybeUndefined,
+};
+use zeroize::Zeroizing;
+
+use crate::{
+    api::{ApiTags, AppState, auth::Token, error::ApiResult, ts},
+    error::{Error, Result},
+    scheduler,
+    ssh::keys::{self, KeyError},
+    store::hosts::{self as store, HostChanges, HostFilter, HostView, NewCredential, NewHost},
+    validate,
+};
+
+/// A host registration. Give exactly one of `private_key` (with `passphrase` if it is
+/// encrypted) or `password`.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+pub struct HostCreate {
+    /// Unique display name.
+    pub name: String,
+    /// IP address or DNS name.
+    pub address: String,
+    /// SSH port.
+    #[oai(default = "default_port")]
+    pub port: u32,
+    /// Login name on the host.
+    pub username: String,
+    /// OpenSSH or PEM private key text. Write-only.
+    #[oai(write_only)]
+    pub private_key: Option<String>,
+    /// Passphrase of an encrypted private key. Write-only.
+    #[oai(write_only)]
+    pub passphrase: Option<String>,
+    /// Password, when no key is given. Write-only.
+    #[oai(write_only)]
+    pub password: Option<String>,
+    /// 6-field cron (with seconds). Defaults to once a minute at a second spread by name.
+    pub schedule: Option<String>,
+    /// Labels to filter by, e.g. `env=prod`.
+    #[oai(default)]
+    pub labels: Vec<String>,
+    /// Expected host key fingerprint (`SHA256:…`); without it the first key seen is trusted.
+    pub host_key_fingerprint: Option<String>,
+    /// Create a dedicated `hostwatch` user on enrollment when the login can become root.
+    #[oai(default)]
+    pub provision: bool,
+    /// Poll this host on its schedule.
+    #[oai(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_port() -> u32 {
+    22
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A partial update; absent fields stay as they are. Giving `private_key` or `password`
+/// replaces the stored credentials.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+pub struct HostUpdate {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub port: Option<u32>,
+    pub username: Option<String>,
+    /// Write-only.
+    #[oai(write_only)]
+    pub private_key: Option<String>,
+    /// Write-only.
+    #[oai(write_only)]
+    pub passphrase: Option<String>,
+    /// Write-only.
+    #[oai(write_only)]
+    pub password: Option<String>,
+    pub schedule: Option<String>,
+    /// Replaces all labels.
+    pub labels: Option<Vec<String>>,
+    /// `null` removes the expected fingerprint.
+    pub host_key_fingerprint: MaybeUndefined<String>,
+    pub provision: Option<bool>,
+    pub enabled: Option<bool>,
+}
+
+/// The host key hostwatch trusts for a host.
+#[derive(Debug, Object)]
+pub struct HostKeyInfo {
+    pub algorithm: String,
+    pub fingerprint: String,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// What enrollment found on the host (empty until it has run).
+#[derive(Debug, Object)]
+pub struct HostFacts {
+    pub os_id: Option<String>,
+    pub os_name: Option<String>,
+    pub os_version: Option<String>,
+    pub kernel: Option<String>,
+    pub arch: Option<String>,
+    pub hostname: Option<String>,
+    pub cpu_model: Option<String>,
+    pub cpu_count: Option<i32>,
+    pub memory_total_bytes: Option<i64>,
+    pub has_nvidia: Option<bool>,
+    pub uname: Option<String>,
+    pub enrolled_at: Option<DateTime<Utc>>,
+}
+
+/// A host as the API shows it: never with secrets.
+#[derive(Debug, Object)]
+pub struct Host {
+    pub id: i64,
+    pub name: String,
+    pub address: String,
+    pub port: i32,
+    pub username: String,
+    /// `private_key` or `password`.
+    pub auth_method: Option<String>,
+    /// Algorithm of the stored private key.
+    pub key_algorithm: Option<String>,
+    /// Public half of the stored private key (`authorized_keys` form).
+    pub public_key: Option<String>,
+    /// `pending`, `ok`, `unreachable`, `auth_failed`, `host_key_mismatch`, `unsupported`.
+    pub status: String,
+    pub status_message: Option<String>,
+    pub enabled: bool,
+    pub schedule: String,
+    pub labels: Vec<String>,
+    pub provision: bool,
+    pub host_key_fingerprint: Option<String>,
+    pub trusted_host_key: Option<HostKeyInfo>,
+    pub facts: HostFacts,
+    pub last_poll_at: Option<DateTime<Utc>>,
+    pub last_ok_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<HostView> for Host {
+    fn from(v: HostView) -> Self {
+        let h = v.host;
+        Self {
+            id: h.id,
+            name: h.name,
+            address: h.address,
+            port: h.port,
+            username: h.username,
+            auth_method: v.auth_method,
+            key_algorithm: v.key_algorithm,
+            public_key: v.public_key,
+            status: h.status,
+            status_message: h.status_message,
+            enabled: h.enabled,
+            schedule: h.schedule,
+            labels: v.labels,
+            provision: h.provision,
+            host_key_fingerprint: h.expected_host_key_fingerprint,
+            trusted_host_key: v.trusted_key.map(|k| HostKeyInfo {
+                algorithm: k.algorithm,
+                fingerprint: k.fingerprint,
+                first_seen_at: ts(k.first_seen_at),
+                last_seen_at: ts(k.last_seen_at),
+            }),
+            facts: HostFacts {
+                os_id: h.os_id,
+                os_name: h.os_name,
+                os_version: h.os_version,
+                kernel: h.kernel,
+                arch: h.arch,
+                hostname: h.hostname,
+                cpu_model: h.cpu_model,
+                cpu_count: h.cpu_count,
+                memory_total_bytes: h.memory_total_bytes,
+                has_nvidia: h.has_nvidia,
+                uname: h.uname,
+                enrolled_at: h.enrolled_at.map(ts),
+            },
+            last_poll_at: h.last_poll_at.map(ts),
+            last_ok_at: h.last_ok_at.map(ts),
+            created_at: ts(h.created_at),
+            updated_at: ts(h.updated_at),
+        }
+    }
+}
+
+/// A page of hosts.
+#[derive(Debug, Object)]
+pub struct HostPage {
+    pub items: Vec<Host>,
+    /// How many hosts match the filters in all.
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+#[derive(ApiResponse)]
+pub enum CreateHostResponse {
+    /// The host was registered.
+    #[oai(status = 201)]
+    Created(Json<Host>),
+}
+
+#[derive(ApiResponse)]
+pub enum HostResponse {
+    #[oai(status = 200)]
+    Ok(Json<Host>),
+}
+
+#[derive(ApiResponse)]
+pub enum ListHostsResponse {
+    #[oai(status = 200)]
+    Ok(Json<HostPage>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeleteHostResponse {
+    /// The host and everything recorded about it were deleted.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+/// Turns key text and passphrase, or a password, into a checked credential.
+fn credential(
+    private_key: Option<String>,
+    passphrase: Option<String>,
+    password: Option<String>,
+) -> Result<Option<NewCredential>> {
+    match (private_key, password) {
+        (Some(_), Some(_)) => Err(Error::invalid(
+            "password",
+            "give private_key or password, not both",
+        )),
+        (None, None) if passphrase.is_some() => Err(Error::invalid(
+            "passphrase",
+            "a passphrase needs the private_key it unlocks",
+        )),
+        (None, None) => Ok(None),
+        (None, Some(password)) => {
+            if passphrase.is_some() {
+                return Err(Error::invalid(
+                    "passphrase",
+                    "a passphrase goes with private_key, not password",
+                ));
+            }
+            if password.is_empty() {
+                return Err(Error::invalid("password", "must not be empty"));
+            }
+            Ok(Some(NewCredential::Password(Zeroizing::new(password))))
+        }
+        (Some(key), None) => {
+            let key = Zeroizing::new(key);
+            let passphrase = passphrase.map(Zeroizing::new);
+            let info = keys::inspect_private_key(&key, passphrase.as_deref().map(String::as_str))
+                .map_err(|e| match e {
+                KeyError::PassphraseRequired | KeyError::WrongPassphrase => {
+                    Error::invalid("passphrase", e.to_string())
+                }
+                KeyError::Unreadable(_) => Error::invalid("private_key", e.to_string()),
+            })?;
+            Ok(Some(NewCredential::PrivateKey {
+                key,
+                // A passphrase for a key that is not encrypted is not needed; it is not kept.
+                passphrase: if info.encrypted { passphrase } else { None },
+                algorithm: info.algorithm,
+                public_key: info.public_key,
+            }))
+        }
+    }
+}
+
+fn schedule(value: &str) -> Result<()> {
+    scheduler::validate_schedule(value).map_err(|reason| Error::invalid("schedule", reason))
+}
+
+fn fingerprint(value: &str) -> Result<()> {
+    keys::validate_fingerprint(value)
+        .map_err(|reason| Error::invalid("host_key_fingerprint", reason))
+}
+
+impl HostCreate {
+    fn validate(self) -> Result<NewHost> {
+        validate::name("name", &self.name)?;
+        validate::address(&self.address)?;
+        let port = validate::port(self.port)?;
+        validate::username(&self.username)?;
+        let labels = validate::labels(&self.labels)?;
+        let schedule_text = match self.schedule {
+            Some(s) => {
+                schedule(&s)?;
+                s
+            }
+            None => scheduler::default_schedule(&self.name),
+        };
+        if let Some(fp) = &self.host_key_fingerprint {
+            fingerprint(fp)?;
+        }
+        let credential = credential(self.private_key, self.passphrase, self.password)?
+            .ok_or_else(|| Error::invalid("private_key", "give private_key or password"))?;
+        Ok(NewHost {
+            name: self.name,
+            address: self.address,
+            port,
+            username: self.username,
+            credential,
+            schedule: schedule_text,
+            labels,
+            expected_host_key_fingerprint: self.host_key_fingerprint,
+            provision: self.provision,
+            enabled: self.enabled,
+        })
+    }
+}
+
+impl HostUpdate {
+    fn validate(self) -> Result<HostChanges> {
+        if let Some(v) = &self.name {
+            validate::name("name", v)?;
+        }
+        if let Some(v) = &self.address {
+            validate::address(v)?;
+        }
+        let port = self.port.map(validate::port).transpose()?;
+        if let Some(v) = &self.username {
+            validate::username(v)?;
+        }
+        if let Some(v) = &self.schedule {
+            schedule(v)?;
+        }
+        let labels = self.labels.as_deref().map(validate::labels).transpose()?;
+        let expected_host_key_fingerprint = match self.host_key_fingerprint {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(fp) => {
+                fingerprint(&fp)?;
+                Some(Some(fp))
+            }
+        };
+        Ok(HostChanges {
+            name: self.name,
+            address: self.address,
+            port,
+            username: self.username,
+            credential: credential(self.private_key, self.passphrase, self.password)?,
+            schedule: self.schedule,
+            labels,
+            expected_host_key_fingerprint,
+            provision: self.provision,
+            enabled: self.enabled,
+        })
+    }
+}
+
+/// The hosts resource.
+pub struct HostsApi(pub AppState);
+
+#[OpenApi(tag = "ApiTags::Hosts")]
+impl HostsApi {
+    /// Register a host
+    ///
+    /// Validates the address, port, username, schedule and key (decrypting it with the
+    /// passphrase to prove it), stores the credentials encrypted, and creates the default
+    /// thresholds. The host starts in status `pending`.
+    #[oai(path = "/hosts", method = "post", operation_id = "create_host")]
+    async fn create(&self, auth: Token, body: Json<HostCreate>) -> ApiResult<CreateHostResponse> {
+        auth.require_write()?;
+        let new = body.0.validate()?;
+        let view = store::create(&self.0.db, &self.0.secrets, new).await?;
+        tracing::info!(host_id = view.host.id, name = %view.host.name, by = %auth.0.name, "host registered");
+        Ok(CreateHostResponse::Created(Json(view.into())))
+    }
+
+    /// List hosts
+    ///
+    /// Ordered by id. Filter by `status` and by one `label`.
+    #[oai(path = "/hosts", method = "get", operation_id = "list_hosts")]
+    async fn list(
+        &self,
+        _auth: Token,
+        /// Page size, 1 to 500 (default 50).
+        limit: Query<Option<u32>>,
+        /// Hosts to skip.
+        offset: Query<Option<u64>>,
+        /// Only hosts with this status.
+        status: Query<Option<String>>,
+        /// Only hosts carrying this label.
+        label: Query<Option<String>>,
+    ) -> ApiResult<ListHostsResponse> {
+        let filter = HostFilter {
+            status: status.0,
+            label: label.0,
+            limit: super::limit(limit.0),
+            offset: offset.0.unwrap_or(0),
+        };
+        let (items, total) = store::list(&self.0.db, &filter).await?;
+        Ok(ListHostsResponse::Ok(Json(HostPage {
+            items: items.into_iter().map(Host::from).collect(),
+            total,
+            limit: filter.limit,
+            offset: filter.offset,
+        })))
+    }
+
+    /// Get a host
+    #[oai(path = "/hosts/:id", method = "get", operation_id = "get_host")]
+    async fn get(&self, _auth: Token, id: Path<i64>) -> ApiResult<HostResponse> {
+        Ok(HostResponse::Ok(Json(
+            store::get(&self.0.db, id.0).await?.into(),
+        )))
+    }
+
+    /// Change a host
+    ///
+    /// Only the fields given change. `private_key` or `password` replaces the credentials.
+    #[oai(path = "/hosts/:id", method = "patch", operation_id = "update_host")]
+    async fn update(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+        body: Json<HostUpdate>,
+    ) -> ApiResult<HostResponse> {
+        auth.require_write()?;
+        let changes = body.0.validate()?;
+        let view = store::update(&self.0.db, &self.0.secrets, id.0, changes).await?;
+        Ok(HostResponse::Ok(Json(view.into())))
+    }
+
+    /// Delete a host
+    ///
+    /// Deletes the host with its credentials, history, thresholds and notifications.
+    #[oai(path = "/hosts/:id", method = "delete", operation_id = "delete_host")]
+    async fn delete(&self, auth: Token, id: Path<i64>) -> ApiResult<DeleteHostResponse> {
+        auth.require_write()?;
+        store::delete(&self.0.db, id.0).await?;
+        tracing::info!(host_id = id.0, by = %auth.0.name, "host deleted");
+        Ok(DeleteHostResponse::Deleted)
+    }
+}

@@ -1,0 +1,187 @@
+//! `/notifications`: follow notification records with an id cursor, optionally long-polling.
+//!
+//! A client keeps `next_after_id` from each answer and passes it as `after_id` next time; with
+//! `wait_seconds` the request blocks until something new matches or the wait ends.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::notification;
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
+
+use crate::{
+    api::{ApiTags, AppState, auth::Token, error::ApiResult, ts},
+    error::Error,
+    store::notifications::{self as store, NotificationFilter},
+};
+
+/// Severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Level {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warning => "warning",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// A notification record.
+#[derive(Debug, Object)]
+pub struct Notification {
+    pub id: i64,
+    pub host_id: Option<i64>,
+    pub url_check_id: Option<i64>,
+    /// `threshold`, `host_unreachable`, `auth_failed`, `host_key_mismatch`, `url_status`,
+    /// `url_latency`, `cert_expiry`, `enrollment_failed`.
+    pub kind: String,
+    pub metric: Option<String>,
+    /// Mount point, GPU index, interface… for per-label metrics.
+    pub label: Option<String>,
+    /// `info`, `warning` or `critical`.
+    pub level: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub title: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+impl From<notification::Model> for Notification {
+    fn from(n: notification::Model) -> Self {
+        Self {
+            id: n.id,
+            host_id: n.host_id,
+            url_check_id: n.url_check_id,
+            kind: n.kind,
+            metric: n.metric,
+            label: n.label,
+            level: n.level,
+            state: n.state,
+            value: n.value,
+            threshold: n.threshold,
+            title: n.title,
+            message: n.message,
+            created_at: ts(n.created_at),
+            read_at: n.read_at.map(ts),
+        }
+    }
+}
+
+/// A page of notifications, oldest first.
+#[derive(Debug, Object)]
+pub struct NotificationPage {
+    pub items: Vec<Notification>,
+    /// Pass as `after_id` to get what comes next (the last item's id, or the `after_id` sent).
+    pub next_after_id: i64,
+}
+
+#[derive(ApiResponse)]
+pub enum ListNotificationsResponse {
+    #[oai(status = 200)]
+    Ok(Json<NotificationPage>),
+}
+
+#[derive(ApiResponse)]
+pub enum MarkReadResponse {
+    #[oai(status = 200)]
+    Ok(Json<Notification>),
+}
+
+/// Longest allowed long-poll.
+pub const MAX_WAIT_SECONDS: u32 = 60;
+
+/// The notifications resource.
+pub struct NotificationsApi(pub AppState);
+
+#[OpenApi(tag = "ApiTags::Notifications")]
+impl NotificationsApi {
+    /// List notifications
+    ///
+    /// Items with an id greater than `after_id`, oldest first. With `wait_seconds` (up to 60)
+    /// and nothing to return yet, waits until a matching notification is written or the time
+    /// is up, then answers (possibly with no items).
+    #[oai(
+        path = "/notifications",
+        method = "get",
+        operation_id = "list_notifications"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        _auth: Token,
+        /// Cursor: only ids greater than this.
+        after_id: Query<Option<i64>>,
+        host_id: Query<Option<i64>>,
+        level: Query<Option<Level>>,
+        /// `true`: only unread; `false`: only read.
+        unread: Query<Option<bool>>,
+        /// 1 to 500, default 50.
+        limit: Query<Option<u32>>,
+        /// Long-poll for up to this many seconds (0 to 60).
+        wait_seconds: Query<Option<u32>>,
+    ) -> ApiResult<ListNotificationsResponse> {
+        let wait = wait_seconds.0.unwrap_or(0);
+        if wait > MAX_WAIT_SECONDS {
+            return Err(
+                Error::invalid("wait_seconds", format!("must be 0 to {MAX_WAIT_SECONDS}")).into(),
+            );
+        }
+        let after_id = after_id.0.unwrap_or(0);
+        let filter = NotificationFilter {
+            after_id,
+            host_id: host_id.0,
+            level: level.0.map(|l| l.as_str().to_owned()),
+            unread: unread.0,
+            limit: super::limit(limit.0),
+        };
+        // Subscribe before the first read so a write between the read and the wait is not missed.
+        let mut changes = self.0.notifications.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
+        let items = loop {
+            changes.borrow_and_update();
+            let items = store::list(&self.0.db, &filter).await?;
+            if !items.is_empty() || wait == 0 {
+                break items;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) | Err(_) => break items,
+            }
+        };
+        let next_after_id = items.last().map_or(after_id, |n| n.id);
+        Ok(ListNotificationsResponse::Ok(Json(NotificationPage {
+            items: items.into_iter().map(Notification::from).collect(),
+            next_after_id,
+        })))
+    }
+
+    /// Mark a notification read
+    #[oai(
+        path = "/notifications/:id/read",
+        method = "post",
+        operation_id = "mark_notification_read"
+    )]
+    async fn mark_read(&self, auth: Token, id: Path<i64>) -> ApiResult<MarkReadResponse> {
+        auth.require_write()?;
+        Ok(MarkReadResponse::Ok(Json(
+            store::mark_read(&self.0.db, id.0).await?.into(),
+        )))
+    }
+}

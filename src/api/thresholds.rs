@@ -1,0 +1,160 @@
+//! `/hosts/{id}/thresholds`: the levels that turn a host's metrics into notifications.
+
+use chrono::{DateTime, Utc};
+use entity::threshold;
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+
+use crate::{
+    alerts::{self, HOST_METRICS},
+    api::{ApiTags, AppState, auth::Token, error::ApiResult, ts},
+    error::{Error, Result},
+    store::{
+        hosts,
+        thresholds::{self as store, DEFAULT_FOR_POLLS, DEFAULT_HYSTERESIS, ThresholdSettings},
+    },
+};
+
+/// One threshold.
+#[derive(Debug, Object)]
+pub struct Threshold {
+    /// Metric name, e.g. `cpu.usage_pct`; per-label metrics (disks, GPUs) apply to each label.
+    pub metric: String,
+    /// Level for a warning; `null` means no warning level.
+    pub warning: Option<f64>,
+    /// Level for a critical alert; `null` means no critical level.
+    pub critical: Option<f64>,
+    /// Consecutive polls over a level before it fires.
+    pub for_polls: i32,
+    /// How far back under a level the value must go before the alert clears.
+    pub hysteresis: f64,
+    /// Remind every this many seconds while firing; `null` means never.
+    pub repeat_seconds: Option<i32>,
+    pub enabled: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<threshold::Model> for Threshold {
+    fn from(t: threshold::Model) -> Self {
+        Self {
+            metric: t.metric,
+            warning: t.warning,
+            critical: t.critical,
+            for_polls: t.for_polls,
+            hysteresis: t.hysteresis,
+            repeat_seconds: t.repeat_seconds,
+            enabled: t.enabled,
+            updated_at: ts(t.updated_at),
+        }
+    }
+}
+
+/// The whole setting of one threshold (PUT replaces it; absent fields take their defaults).
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ThresholdPut {
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
+    /// 1 to 100; default 1.
+    pub for_polls: Option<i32>,
+    /// 0 or more; default 5.
+    pub hysteresis: Option<f64>,
+    /// 60 or more; default none.
+    pub repeat_seconds: Option<i32>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+impl ThresholdPut {
+    fn validate(self, metric: &str) -> Result<ThresholdSettings> {
+        let spec = alerts::host_metric(metric).ok_or_else(|| {
+            let known: Vec<&str> = HOST_METRICS.iter().map(|m| m.name).collect();
+            Error::invalid(
+                "metric",
+                format!("unknown metric {metric:?}; one of {}", known.join(", ")),
+            )
+        })?;
+        alerts::check_levels(spec, self.warning, self.critical)
+            .map_err(|r| Error::invalid("critical", r))?;
+        let for_polls = self.for_polls.unwrap_or(DEFAULT_FOR_POLLS);
+        if !(1..=100).contains(&for_polls) {
+            return Err(Error::invalid("for_polls", "must be 1 to 100"));
+        }
+        let hysteresis = self.hysteresis.unwrap_or(DEFAULT_HYSTERESIS);
+        if !hysteresis.is_finite() || hysteresis < 0.0 {
+            return Err(Error::invalid(
+                "hysteresis",
+                "must be a number of 0 or more",
+            ));
+        }
+        if let Some(r) = self.repeat_seconds
+            && r < 60
+        {
+            return Err(Error::invalid(
+                "repeat_seconds",
+                "must be 60 or more (or null for no reminders)",
+            ));
+        }
+        Ok(ThresholdSettings {
+            warning: self.warning,
+            critical: self.critical,
+            for_polls,
+            hysteresis,
+            repeat_seconds: self.repeat_seconds,
+            enabled: self.enabled.unwrap_or(true),
+        })
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum ListThresholdsResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<Threshold>>),
+}
+
+#[derive(ApiResponse)]
+pub enum PutThresholdResponse {
+    #[oai(status = 200)]
+    Ok(Json<Threshold>),
+}
+
+/// The thresholds resource.
+pub struct ThresholdsApi(pub AppState);
+
+#[OpenApi(tag = "ApiTags::Thresholds")]
+impl ThresholdsApi {
+    /// List a host's thresholds
+    #[oai(
+        path = "/hosts/:id/thresholds",
+        method = "get",
+        operation_id = "list_thresholds"
+    )]
+    async fn list(&self, _auth: Token, id: Path<i64>) -> ApiResult<ListThresholdsResponse> {
+        hosts::get(&self.0.db, id.0).await?;
+        let rows = store::list_for_host(&self.0.db, id.0).await?;
+        Ok(ListThresholdsResponse::Ok(Json(
+            rows.into_iter().map(Threshold::from).collect(),
+        )))
+    }
+
+    /// Set a threshold
+    ///
+    /// Creates or replaces the threshold of one metric.
+    #[oai(
+        path = "/hosts/:id/thresholds/:metric",
+        method = "put",
+        operation_id = "put_threshold"
+    )]
+    async fn put(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+        metric: Path<String>,
+        body: Json<ThresholdPut>,
+    ) -> ApiResult<PutThresholdResponse> {
+        auth.require_write()?;
+        hosts::get(&self.0.db, id.0).await?;
+        let settings = body.0.validate(&metric.0)?;
+        let row = store::put_for_host(&self.0.db, id.0, &metric.0, &settings).await?;
+        Ok(PutThresholdResponse::Ok(Json(row.into())))
+    }
+}

@@ -1,0 +1,134 @@
+//! Start-up and shutdown: data directory, master key, database, first admin token, and the HTTP
+//! server with a graceful stop on SIGINT/SIGTERM.
+
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
+
+use poem::{
+    Server,
+    listener::{Acceptor, Listener, TcpListener},
+};
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    api::{self, AppState},
+    config::{ServeArgs, StorageArgs},
+    crypto::{self, SecretBox},
+    error::{Error, Result},
+    store::{self, notifications::NotificationHub, tokens},
+};
+
+/// Creates the data directory (0700) when it does not exist.
+pub fn ensure_data_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let perms = std::fs::Permissions::from_mode(0o700);
+        std::fs::set_permissions(dir, perms)
+            .map_err(|e| Error::io(format!("restricting {}", dir.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Opens storage: data directory, master key, database connection, migrations.
+pub async fn open(storage: &StorageArgs) -> Result<(DatabaseConnection, SecretBox)> {
+    ensure_data_dir(&storage.data_dir)?;
+    let secrets = SecretBox::load(storage.master_key.as_deref(), &storage.data_dir)?;
+    let db = store::connect(&storage.database_url()).await?;
+    store::migrate(&db).await?;
+    Ok((db, secrets))
+}
+
+/// On first start (no token at all), creates the admin token and writes it to
+/// `<data-dir>/admin.token` (0600). The log gets the path, never the token.
+pub async fn ensure_admin_token(db: &DatabaseConnection, data_dir: &Path) -> Result<()> {
+    if tokens::any(db).await? {
+        return Ok(());
+    }
+    let path = data_dir.join("admin.token");
+    if path.exists() {
+        return Err(Error::Conflict(format!(
+            "{} exists but the database has no tokens: move it away to get a new admin token",
+            path.display()
+        )));
+    }
+    let token = zeroize::Zeroizing::new(tokens::create(db, "admin", false).await?);
+    crypto::write_private_file(&path, format!("{}\n", token.as_str()).as_bytes())?;
+    tracing::info!(path = %path.display(), "created the admin API token; read it from this file");
+    Ok(())
+}
+
+/// A running server: its address and the task that serves until shutdown.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts the HTTP server on `listen`; it stops gracefully when `shutdown` resolves.
+pub async fn start(
+    listen: SocketAddr,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running> {
+    let acceptor = TcpListener::bind(listen)
+        .into_acceptor()
+        .await
+        .map_err(|e| Error::io(format!("listening on {listen}"), e))?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .unwrap_or(listen);
+    let app = api::app(state);
+    let task = tokio::spawn(async move {
+        Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(std::time::Duration::from_secs(10)))
+            .await
+    });
+    Ok(Running { addr, task })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// `hostwatch serve`.
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let (db, secrets) = open(&args.storage).await?;
+    tracing::info!(backend = store::backend_name(&db), data_dir = %args.storage.data_dir.display(), "database ready");
+    ensure_admin_token(&db, &args.storage.data_dir).await?;
+    let state = AppState {
+        db: db.clone(),
+        secrets: Arc::new(secrets),
+        notifications: NotificationHub::default(),
+    };
+    let running = start(args.listen, state, shutdown_signal()).await?;
+    tracing::info!(addr = %running.addr, "listening; Swagger UI at http://{}/docs", running.addr);
+    running
+        .task
+        .await
+        .map_err(|e| Error::io("server task", std::io::Error::other(e)))?
+        .map_err(|e| Error::io("serving", e))?;
+    db.close().await?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Command-line and environment configuration.
+//!
+//! Every setting has a flag and an environment variable (flags win), and a default that works on
+//! a fresh machine: listen on loopback, keep data in `./data`, use an embedded SQLite file there.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+/// hostwatch: agentless SSH monitoring for Linux fleets.
+#[derive(Debug, Parser)]
+#[command(name = "hostwatch", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: REST API, Swagger UI and (in later versions) the pollers.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(StorageArgs),
+    /// Print the OpenAPI specification as JSON.
+    Openapi,
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// Token subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once; only its hash is stored.
+    Create {
+        /// A name that says who or what uses the token.
+        #[arg(long)]
+        name: String,
+        /// The token may read but not change anything (writes get 403).
+        #[arg(long)]
+        read_only: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+/// Where data lives.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Directory for the SQLite file, the master key and the admin token.
+    #[arg(long, env = "HOSTWATCH_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Database URL; `sqlite://…` or `postgres://…`. Defaults to `<data-dir>/hostwatch.db`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// 32-byte master key for secrets at rest, as 64 hex characters or base64.
+    /// Defaults to `<data-dir>/master.key`, created on first start.
+    #[arg(long, env = "HOSTWATCH_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+}
+
+/// `serve` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "HOSTWATCH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+impl StorageArgs {
+    /// Storage settings for a data directory with every other setting left at its default.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            database_url: None,
+            master_key: None,
+        }
+    }
+
+    /// The database URL in force: the one given, or the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("hostwatch.db").display()
+            ),
+        }
+    }
+}

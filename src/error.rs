@@ -1,0 +1,70 @@
+//! The service's error type, and its one mapping to HTTP statuses.
+//!
+//! Every fallible operation below the API returns [`Error`]; the API turns it into the JSON body
+//! `{"error": "<code>", "message": "<what and why>"}` in exactly one place
+//! ([`crate::api::error::ApiError`]). Internal failures are logged in full and answered with a
+//! generic message, so database details never reach a client.
+
+use sea_orm::{DbErr, SqlErr};
+
+/// What went wrong, classified by who can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client sent something that cannot be read at all.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The client sent a well-formed value that is not acceptable.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// The thing named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with what exists (a duplicate name).
+    #[error("{0}")]
+    Conflict(String),
+    /// The token may read but not write.
+    #[error("this token is read-only")]
+    ReadOnly,
+    /// A secret could not be encrypted or decrypted (wrong master key, corrupt data).
+    #[error("secret store: {0}")]
+    Crypto(String),
+    /// A database failure.
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    /// A file or socket failure.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// A validation failure of one field.
+    pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// An I/O failure with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Turns a unique-constraint violation into a conflict with the given message; other database
+    /// errors stay as they are.
+    pub fn conflict_on_unique(err: DbErr, message: impl Into<String>) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => Self::Conflict(message.into()),
+            _ => Self::Db(err),
+        }
+    }
+}
+
+/// The service's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

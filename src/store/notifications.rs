@@ -1,0 +1,132 @@
+//! Notifications: listing with an id cursor, marking read, and the hub that wakes long-polls.
+//!
+//! Ids only grow, so `after_id` is a stable cursor: a client that keeps the `next_after_id` of
+//! its last page sees every notification exactly once, oldest first.
+
+use entity::notification;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use tokio::sync::watch;
+
+use crate::{
+    error::{Error, Result},
+    store::now_ms,
+};
+
+/// Tells long-polling readers that notifications were written. It carries the newest id, so a
+/// reader that wakes late still sees that something changed (no lost wake-ups).
+#[derive(Debug, Clone)]
+pub struct NotificationHub {
+    latest: watch::Sender<i64>,
+}
+
+impl Default for NotificationHub {
+    fn default() -> Self {
+        Self {
+            latest: watch::channel(0).0,
+        }
+    }
+}
+
+impl NotificationHub {
+    /// Call after a transaction that wrote notifications has committed.
+    pub fn published(&self, id: i64) {
+        self.latest
+            .send_modify(|latest| *latest = (*latest).max(id));
+    }
+
+    /// A receiver that wakes on each [`NotificationHub::published`].
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.latest.subscribe()
+    }
+}
+
+/// A notification to write.
+#[derive(Debug, Clone, Default)]
+pub struct NewNotification {
+    pub host_id: Option<i64>,
+    pub url_check_id: Option<i64>,
+    pub kind: String,
+    pub metric: Option<String>,
+    pub label: Option<String>,
+    pub level: String,
+    pub state: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    pub title: String,
+    pub message: String,
+}
+
+/// Writes a notification (inside the caller's transaction, when there is one). The caller
+/// tells the hub after committing.
+pub async fn insert(db: &impl ConnectionTrait, n: NewNotification) -> Result<notification::Model> {
+    Ok(notification::ActiveModel {
+        host_id: Set(n.host_id),
+        url_check_id: Set(n.url_check_id),
+        kind: Set(n.kind),
+        metric: Set(n.metric),
+        label: Set(n.label),
+        level: Set(n.level),
+        state: Set(n.state),
+        value: Set(n.value),
+        threshold: Set(n.threshold),
+        title: Set(n.title),
+        message: Set(n.message),
+        created_at: Set(now_ms()),
+        read_at: Set(None),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?)
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct NotificationFilter {
+    pub after_id: i64,
+    pub host_id: Option<i64>,
+    pub level: Option<String>,
+    pub unread: Option<bool>,
+    pub limit: u64,
+}
+
+/// Notifications after the cursor that match, oldest first.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &NotificationFilter,
+) -> Result<Vec<notification::Model>> {
+    let mut query =
+        notification::Entity::find().filter(notification::Column::Id.gt(filter.after_id));
+    if let Some(host_id) = filter.host_id {
+        query = query.filter(notification::Column::HostId.eq(host_id));
+    }
+    if let Some(level) = &filter.level {
+        query = query.filter(notification::Column::Level.eq(level.as_str()));
+    }
+    match filter.unread {
+        Some(true) => query = query.filter(notification::Column::ReadAt.is_null()),
+        Some(false) => query = query.filter(notification::Column::ReadAt.is_not_null()),
+        None => {}
+    }
+    Ok(query
+        .order_by_asc(notification::Column::Id)
+        .limit(filter.limit)
+        .all(db)
+        .await?)
+}
+
+/// Marks a notification read (once: a second call keeps the first time).
+pub async fn mark_read(db: &impl ConnectionTrait, id: i64) -> Result<notification::Model> {
+    let row = notification::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no notification with id {id}")))?;
+    if row.read_at.is_some() {
+        return Ok(row);
+    }
+    let mut model: notification::ActiveModel = row.into();
+    model.read_at = Set(Some(now_ms()));
+    Ok(model.update(db).await?)
+}

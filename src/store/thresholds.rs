@@ -1,0 +1,107 @@
+//! Thresholds of hosts (and, with URL checks, of URLs): defaults at creation, read and replace.
+
+use entity::threshold;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TryIntoModel,
+};
+
+use crate::{
+    alerts::{HOST_METRICS, MetricSpec},
+    error::Result,
+    store::now_ms,
+};
+
+/// Defaults shared by every threshold unless set.
+pub const DEFAULT_FOR_POLLS: i32 = 1;
+pub const DEFAULT_HYSTERESIS: f64 = 5.0;
+
+/// The settings of one threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdSettings {
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
+    pub for_polls: i32,
+    pub hysteresis: f64,
+    pub repeat_seconds: Option<i32>,
+    pub enabled: bool,
+}
+
+impl ThresholdSettings {
+    fn defaults(spec: &MetricSpec) -> Option<Self> {
+        spec.defaults.map(|(warning, critical)| Self {
+            warning: Some(warning),
+            critical: Some(critical),
+            for_polls: DEFAULT_FOR_POLLS,
+            hysteresis: DEFAULT_HYSTERESIS,
+            repeat_seconds: None,
+            enabled: true,
+        })
+    }
+}
+
+/// Writes the default thresholds of a new host.
+pub async fn create_host_defaults(db: &impl ConnectionTrait, host_id: i64) -> Result<()> {
+    let now = now_ms();
+    let rows = HOST_METRICS.iter().filter_map(|spec| {
+        let s = ThresholdSettings::defaults(spec)?;
+        Some(threshold::ActiveModel {
+            host_id: Set(Some(host_id)),
+            url_check_id: Set(None),
+            metric: Set(spec.name.to_owned()),
+            warning: Set(s.warning),
+            critical: Set(s.critical),
+            for_polls: Set(s.for_polls),
+            hysteresis: Set(s.hysteresis),
+            repeat_seconds: Set(s.repeat_seconds),
+            enabled: Set(s.enabled),
+            updated_at: Set(now),
+            ..Default::default()
+        })
+    });
+    threshold::Entity::insert_many(rows).exec(db).await?;
+    Ok(())
+}
+
+/// A host's thresholds, by metric name.
+pub async fn list_for_host(
+    db: &impl ConnectionTrait,
+    host_id: i64,
+) -> Result<Vec<threshold::Model>> {
+    Ok(threshold::Entity::find()
+        .filter(threshold::Column::HostId.eq(host_id))
+        .order_by_asc(threshold::Column::Metric)
+        .all(db)
+        .await?)
+}
+
+/// Sets (creates or replaces) one threshold of a host.
+pub async fn put_for_host(
+    db: &impl ConnectionTrait,
+    host_id: i64,
+    metric: &str,
+    s: &ThresholdSettings,
+) -> Result<threshold::Model> {
+    let existing = threshold::Entity::find()
+        .filter(threshold::Column::HostId.eq(host_id))
+        .filter(threshold::Column::Metric.eq(metric))
+        .one(db)
+        .await?;
+    let mut model = match existing {
+        Some(row) => row.into(),
+        None => threshold::ActiveModel {
+            host_id: Set(Some(host_id)),
+            url_check_id: Set(None),
+            metric: Set(metric.to_owned()),
+            ..Default::default()
+        },
+    };
+    model.warning = Set(s.warning);
+    model.critical = Set(s.critical);
+    model.for_polls = Set(s.for_polls);
+    model.hysteresis = Set(s.hysteresis);
+    model.repeat_seconds = Set(s.repeat_seconds);
+    model.enabled = Set(s.enabled);
+    model.updated_at = Set(now_ms());
+    Ok(model.save(db).await?.try_into_model()?)
+}

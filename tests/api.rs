@@ -1,0 +1,995 @@
+//! The REST API end to end over real databases: every test runs on a fresh SQLite file and on a
+//! fresh PostgreSQL database (module `postgres`), through the full HTTP stack (routing, auth,
+//! error mapping).
+
+mod common;
+
+use common::{Backend, TestApp, assert_error, ssh_keygen};
+use entity::{host, host_credential, host_label, threshold};
+use hostwatch::store::notifications::{self, NewNotification};
+use poem::http::StatusCode;
+use sea_orm::{EntityTrait, PaginatorTrait};
+use serde_json::{Value, json};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let app = super::TestApp::start(super::Backend::Sqlite).await.unwrap();
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(app) = super::TestApp::start(super::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    host_crud_round_trip,
+    host_list_filters_and_pages,
+    auth_is_required_and_read_only_cannot_write,
+    secrets_are_write_only,
+    host_validation_errors,
+    malformed_bodies_are_client_errors,
+    credentials_can_be_replaced,
+    thresholds_defaults_and_updates,
+    notifications_cursor_filters_and_read,
+    notifications_long_poll_wakes_on_write,
+    url_checks_crud_and_validation,
+    channels_crud_secrets_and_validation,
+    history_routes_answer_honestly,
+);
+
+fn key_host(name: &str) -> Value {
+    json!({
+        "name": name,
+        "address": "127.0.0.1",
+        "port": 2222,
+        "username": "deploy",
+        "private_key": ssh_keygen("ed25519", ""),
+        "labels": ["env=prod", "role=web"],
+    })
+}
+
+async fn host_count(app: &TestApp) -> u64 {
+    host::Entity::find().count(app.db()).await.unwrap()
+}
+
+async fn host_crud_round_trip(app: TestApp) {
+    let (status, created) = app.post("/api/v1/hosts", key_host("web-1")).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["name"], "web-1");
+    assert_eq!(created["port"], 2222);
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["auth_method"], "private_key");
+    assert_eq!(created["key_algorithm"], "ssh-ed25519");
+    assert!(
+        created["public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh-ed25519 ")
+    );
+    assert_eq!(created["labels"], json!(["env=prod", "role=web"]));
+    // The default schedule is a valid 6-field cron.
+    assert_eq!(
+        created["schedule"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .count(),
+        6
+    );
+
+    let (status, got) = app.get(&format!("/api/v1/hosts/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got, created);
+
+    let (status, patched) = app
+        .patch(
+            &format!("/api/v1/hosts/{id}"),
+            json!({"name": "web-01", "port": 22, "labels": ["env=staging"], "enabled": false,
+                   "schedule": "*/30 * * * * *", "host_key_fingerprint": format!("SHA256:{}", "A".repeat(43))}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["name"], "web-01");
+    assert_eq!(patched["port"], 22);
+    assert_eq!(patched["labels"], json!(["env=staging"]));
+    assert_eq!(patched["enabled"], false);
+    assert_eq!(patched["schedule"], "*/30 * * * * *");
+    assert_eq!(patched["username"], "deploy", "untouched fields stay");
+    assert_eq!(
+        patched["host_key_fingerprint"],
+        format!("SHA256:{}", "A".repeat(43))
+    );
+    let (_, cleared) = app
+        .patch(
+            &format!("/api/v1/hosts/{id}"),
+            json!({"host_key_fingerprint": null}),
+        )
+        .await;
+    assert_eq!(cleared["host_key_fingerprint"], Value::Null);
+
+    let (status, body) = app.delete(&format!("/api/v1/hosts/{id}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_error(
+        &app.get(&format!("/api/v1/hosts/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "no host",
+    );
+    assert_error(
+        &app.delete(&format!("/api/v1/hosts/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "no host",
+    );
+    assert_error(
+        &app.patch(&format!("/api/v1/hosts/{id}"), json!({"enabled": true}))
+            .await,
+        StatusCode::NOT_FOUND,
+        "no host",
+    );
+    // Everything that hung off the host went with it.
+    assert_eq!(
+        host_credential::Entity::find()
+            .count(app.db())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(host_label::Entity::find().count(app.db()).await.unwrap(), 0);
+    assert_eq!(threshold::Entity::find().count(app.db()).await.unwrap(), 0);
+}
+
+async fn host_list_filters_and_pages(app: TestApp) {
+    for i in 0..5 {
+        let mut body = key_host(&format!("h{i}"));
+        body["labels"] = if i % 2 == 0 {
+            json!(["gpu"])
+        } else {
+            json!(["cpu-only"])
+        };
+        assert_eq!(app.post("/api/v1/hosts", body).await.0, StatusCode::CREATED);
+    }
+    let (_, page) = app.get("/api/v1/hosts?limit=2&offset=1").await;
+    assert_eq!(page["total"], 5);
+    assert_eq!(page["limit"], 2);
+    let names: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["h1", "h2"]);
+    let (_, gpu) = app.get("/api/v1/hosts?label=gpu").await;
+    assert_eq!(gpu["total"], 3);
+    assert!(
+        gpu["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["labels"] == json!(["gpu"]))
+    );
+    let (_, pending) = app.get("/api/v1/hosts?status=pending&label=cpu-only").await;
+    assert_eq!(pending["total"], 2);
+    let (_, none) = app.get("/api/v1/hosts?status=ok").await;
+    assert_eq!(none["total"], 0);
+    assert_eq!(none["items"], json!([]));
+    let (_, capped) = app.get("/api/v1/hosts?limit=100000").await;
+    assert_eq!(capped["limit"], 500);
+}
+
+async fn auth_is_required_and_read_only_cannot_write(app: TestApp) {
+    let (_, created) = app.post("/api/v1/hosts", key_host("a")).await;
+    let id = created["id"].as_i64().unwrap();
+    let routes = [
+        ("GET", "/api/v1/hosts".to_owned()),
+        ("GET", format!("/api/v1/hosts/{id}")),
+        ("GET", format!("/api/v1/hosts/{id}/thresholds")),
+        ("GET", "/api/v1/notifications".to_owned()),
+        ("GET", "/api/v1/url-checks".to_owned()),
+        ("GET", "/api/v1/channels".to_owned()),
+        ("DELETE", format!("/api/v1/hosts/{id}")),
+    ];
+    for (method, path) in &routes {
+        assert_error(
+            &app.call(method, path, "", None).await,
+            StatusCode::UNAUTHORIZED,
+            "token",
+        );
+        assert_error(
+            &app.call(method, path, "hw_not-a-real-token", None).await,
+            StatusCode::UNAUTHORIZED,
+            "token",
+        );
+        assert_error(
+            &app.call(method, path, "garbage", None).await,
+            StatusCode::UNAUTHORIZED,
+            "token",
+        );
+    }
+    // A read-only token reads…
+    let reader = app.reader.clone();
+    assert_eq!(
+        app.call("GET", "/api/v1/hosts", &reader, None).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("GET", &format!("/api/v1/hosts/{id}"), &reader, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    // …and every write is refused without changing anything.
+    let writes = [
+        ("POST", "/api/v1/hosts".to_owned(), Some(key_host("b"))),
+        (
+            "PATCH",
+            format!("/api/v1/hosts/{id}"),
+            Some(json!({"name": "renamed"})),
+        ),
+        ("DELETE", format!("/api/v1/hosts/{id}"), None),
+        (
+            "PUT",
+            format!("/api/v1/hosts/{id}/thresholds/cpu.usage_pct"),
+            Some(json!({"warning": 1.0})),
+        ),
+        (
+            "POST",
+            "/api/v1/url-checks".to_owned(),
+            Some(json!({"name": "u", "url": "http://127.0.0.1/"})),
+        ),
+        (
+            "POST",
+            "/api/v1/channels".to_owned(),
+            Some(json!({"name": "c", "kind": "webhook", "settings": {"url": "http://127.0.0.1/"}})),
+        ),
+    ];
+    for (method, path, body) in writes {
+        assert_error(
+            &app.call(method, &path, &reader, body).await,
+            StatusCode::FORBIDDEN,
+            "read-only",
+        );
+    }
+    let (_, after) = app.get(&format!("/api/v1/hosts/{id}")).await;
+    assert_eq!(after["name"], "a");
+    assert_eq!(host_count(&app).await, 1);
+}
+
+async fn secrets_are_write_only(app: TestApp) {
+    let key = ssh_keygen("ed25519", "correct horse");
+    let key_body = key.lines().nth(2).unwrap().to_owned();
+    let (status, with_key) = app
+        .post(
+            "/api/v1/hosts",
+            json!({"name": "k", "address": "10.0.0.5", "username": "ops",
+                                      "private_key": key, "passphrase": "correct horse"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{with_key}");
+    let password = "Tr0ub4dor&3-unique-password";
+    let (status, with_password) = app
+        .post(
+            "/api/v1/hosts",
+            json!({"name": "p", "address": "10.0.0.6", "username": "ops", "password": password}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(with_password["auth_method"], "password");
+
+    let mut seen = vec![with_key.to_string(), with_password.to_string()];
+    seen.push(app.get("/api/v1/hosts").await.1.to_string());
+    seen.push(
+        app.get(&format!("/api/v1/hosts/{}", with_key["id"]))
+            .await
+            .1
+            .to_string(),
+    );
+    for body in &seen {
+        for secret in [key_body.as_str(), "correct horse", password, "PRIVATE KEY"] {
+            assert!(
+                !body.contains(secret),
+                "a response contains {secret:?}: {body}"
+            );
+        }
+        for field in ["\"private_key\":", "\"passphrase\":", "\"password\":"] {
+            assert!(!body.contains(field), "a response has the field {field}");
+        }
+    }
+    // Debug output of stored rows shows ciphertext only.
+    let creds = host_credential::Entity::find().all(app.db()).await.unwrap();
+    assert_eq!(creds.len(), 2);
+    let debug = format!("{creds:?}");
+    assert!(!debug.contains(&key_body) && !debug.contains(password));
+
+    // Not in the database file in clear (SQLite: the file and its WAL).
+    if app.database_url.starts_with("sqlite:") {
+        let mut bytes = Vec::new();
+        for name in ["hostwatch.db", "hostwatch.db-wal"] {
+            if let Ok(b) = std::fs::read(app.dir.path().join(name)) {
+                bytes.extend(b);
+            }
+        }
+        assert!(bytes.len() > 10_000, "the database files were read");
+        for secret in [
+            key_body.as_bytes(),
+            b"correct horse".as_slice(),
+            password.as_bytes(),
+            b"OPENSSH PRIVATE",
+        ] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "database holds {:?} in clear",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
+}
+
+async fn host_validation_errors(app: TestApp) {
+    let base = key_host("v");
+    let with = |field: &str, value: Value| {
+        let mut b = base.clone();
+        b[field] = value;
+        b
+    };
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            with("address", json!("10.0.0.1; rm -rf /")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "address",
+        ),
+        (
+            with("address", json!("$(reboot)")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "address",
+        ),
+        (
+            with("address", json!("")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "address",
+        ),
+        (
+            with("port", json!(0)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "port",
+        ),
+        (
+            with("port", json!(70000)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "port",
+        ),
+        (
+            with("username", json!("root; id")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "username",
+        ),
+        (
+            with("username", json!("with space")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "username",
+        ),
+        (
+            with("private_key", json!("not a key")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "private_key",
+        ),
+        (
+            with("schedule", json!("* * * * *")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "6 fields",
+        ),
+        (
+            with("schedule", json!("99 * * * * *")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "schedule",
+        ),
+        (
+            with("host_key_fingerprint", json!("MD5:00:11")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "SHA256",
+        ),
+        (
+            with("labels", json!(["has space"])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "labels",
+        ),
+        (
+            with("name", json!("  ")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            with("password", json!("pw")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not both",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        assert_error(&app.post("/api/v1/hosts", body).await, status, needle);
+    }
+    let mut no_secret = base.clone();
+    no_secret.as_object_mut().unwrap().remove("private_key");
+    assert_error(
+        &app.post("/api/v1/hosts", no_secret).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "private_key or password",
+    );
+
+    let encrypted = ssh_keygen("ed25519", "right");
+    let enc = with("private_key", json!(encrypted));
+    assert_error(
+        &app.post("/api/v1/hosts", enc.clone()).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "give its passphrase",
+    );
+    let mut wrong = enc.clone();
+    wrong["passphrase"] = json!("wrong");
+    assert_error(
+        &app.post("/api/v1/hosts", wrong).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "wrong passphrase",
+    );
+    assert_eq!(
+        host_count(&app).await,
+        0,
+        "no failed registration left a row"
+    );
+
+    let mut right = enc;
+    right["passphrase"] = json!("right");
+    assert_eq!(
+        app.post("/api/v1/hosts", right.clone()).await.0,
+        StatusCode::CREATED
+    );
+    let rsa = with("private_key", json!(ssh_keygen("rsa", "")));
+    let mut rsa = rsa;
+    rsa["name"] = json!("rsa-host");
+    let (status, created) = app.post("/api/v1/hosts", rsa).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["key_algorithm"], "ssh-rsa");
+    // Duplicate name.
+    assert_error(
+        &app.post("/api/v1/hosts", right).await,
+        StatusCode::CONFLICT,
+        "already exists",
+    );
+    let id = created["id"].as_i64().unwrap();
+    assert_error(
+        &app.patch(&format!("/api/v1/hosts/{id}"), json!({"name": "v"}))
+            .await,
+        StatusCode::CONFLICT,
+        "already exists",
+    );
+    assert_error(
+        &app.patch(&format!("/api/v1/hosts/{id}"), json!({"port": 0}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "port",
+    );
+    assert_eq!(host_count(&app).await, 2);
+    let (_, still) = app.get(&format!("/api/v1/hosts/{id}")).await;
+    assert_eq!(still["name"], "rsa-host");
+}
+
+async fn malformed_bodies_are_client_errors(app: TestApp) {
+    for body in ["{\"name\": ", "[]", "null", "{\"name\": 5}", "not json"] {
+        let resp = app.call_raw("POST", "/api/v1/hosts", body).await;
+        assert!(resp.0.is_client_error(), "{body}: {}", resp.0);
+        assert!(resp.1["error"].is_string() && resp.1["message"].is_string());
+    }
+    let mut unknown = key_host("u");
+    unknown["sudo_password"] = json!("x");
+    assert_error(
+        &app.post("/api/v1/hosts", unknown).await,
+        StatusCode::BAD_REQUEST,
+        "sudo_password",
+    );
+    assert_error(
+        &app.get("/api/v1/hosts/abc").await,
+        StatusCode::BAD_REQUEST,
+        "",
+    );
+    assert_error(
+        &app.get("/api/v1/hosts?limit=-1").await,
+        StatusCode::BAD_REQUEST,
+        "limit",
+    );
+    assert_error(
+        &app.get("/api/v1/notifications?level=loud").await,
+        StatusCode::BAD_REQUEST,
+        "level",
+    );
+    assert_error(
+        &app.get("/api/v1/nothing-here").await,
+        StatusCode::NOT_FOUND,
+        "",
+    );
+    assert_eq!(host_count(&app).await, 0);
+}
+
+async fn credentials_can_be_replaced(app: TestApp) {
+    let (_, created) = app.post("/api/v1/hosts", key_host("c")).await;
+    let id = created["id"].as_i64().unwrap();
+    let (status, patched) = app
+        .patch(
+            &format!("/api/v1/hosts/{id}"),
+            json!({"password": "new-secret"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["auth_method"], "password");
+    assert_eq!(patched["public_key"], Value::Null);
+    let creds = host_credential::Entity::find().all(app.db()).await.unwrap();
+    assert_eq!(creds.len(), 1);
+    assert!(creds[0].private_key_enc.is_none() && creds[0].password_enc.is_some());
+    let opened = app
+        .state
+        .secrets
+        .open_str(
+            hostwatch::store::hosts::PASSWORD_PURPOSE,
+            creds[0].password_enc.as_ref().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(opened.as_str(), "new-secret");
+    assert_error(
+        &app.patch(&format!("/api/v1/hosts/{id}"), json!({"passphrase": "x"}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "passphrase",
+    );
+    let (_, back) = app
+        .patch(
+            &format!("/api/v1/hosts/{id}"),
+            json!({"private_key": ssh_keygen("ecdsa", "")}),
+        )
+        .await;
+    assert_eq!(back["auth_method"], "private_key");
+    assert_eq!(back["key_algorithm"], "ecdsa-sha2-nistp256");
+}
+
+async fn thresholds_defaults_and_updates(app: TestApp) {
+    let (_, created) = app.post("/api/v1/hosts", key_host("t")).await;
+    let id = created["id"].as_i64().unwrap();
+    let (status, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
+    assert_eq!(status, StatusCode::OK);
+    let by_metric = |list: &Value, m: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["metric"] == m)
+            .cloned()
+    };
+    for (metric, w, c) in [
+        ("cpu.usage_pct", 80.0, 90.0),
+        ("memory.used_pct", 80.0, 90.0),
+        ("disk.used_pct", 85.0, 95.0),
+        ("swap.used_pct", 50.0, 80.0),
+        ("gpu.memory_used_pct", 90.0, 95.0),
+        ("gpu.temperature_c", 85.0, 95.0),
+    ] {
+        let t = by_metric(&list, metric).unwrap_or_else(|| panic!("no default for {metric}"));
+        assert_eq!(
+            (t["warning"].as_f64(), t["critical"].as_f64()),
+            (Some(w), Some(c)),
+            "{metric}"
+        );
+        assert_eq!(t["for_polls"], 1);
+        assert_eq!(t["hysteresis"], 5.0);
+        assert_eq!(t["enabled"], true);
+    }
+    let path = format!("/api/v1/hosts/{id}/thresholds/cpu.usage_pct");
+    let (status, put) = app
+        .call("PUT", &path, &app.admin.clone(), Some(json!({"warning": 50, "critical": 70, "for_polls": 3, "hysteresis": 2.5, "repeat_seconds": 600})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{put}");
+    assert_eq!(put["for_polls"], 3);
+    let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
+    assert_eq!(by_metric(&list, "cpu.usage_pct").unwrap()["warning"], 50.0);
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        6,
+        "PUT replaced, did not add"
+    );
+    let (status, _) = app
+        .call(
+            "PUT",
+            &format!("/api/v1/hosts/{id}/thresholds/load.per_core"),
+            &app.admin.clone(),
+            Some(json!({"critical": 4})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a metric without a default can be set"
+    );
+    let admin = app.admin.clone();
+    assert_error(
+        &app.call(
+            "PUT",
+            &path,
+            &admin,
+            Some(json!({"warning": 95, "critical": 90})),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "critical",
+    );
+    assert_error(
+        &app.call("PUT", &path, &admin, Some(json!({"for_polls": 0})))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "for_polls",
+    );
+    assert_error(
+        &app.call("PUT", &path, &admin, Some(json!({"hysteresis": -1})))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "hysteresis",
+    );
+    assert_error(
+        &app.call("PUT", &path, &admin, Some(json!({"repeat_seconds": 5})))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "repeat_seconds",
+    );
+    assert_error(
+        &app.call(
+            "PUT",
+            &format!("/api/v1/hosts/{id}/thresholds/cpu.bogus"),
+            &admin,
+            Some(json!({})),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown metric",
+    );
+    assert_error(
+        &app.get("/api/v1/hosts/999/thresholds").await,
+        StatusCode::NOT_FOUND,
+        "no host",
+    );
+    let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
+    assert_eq!(
+        by_metric(&list, "cpu.usage_pct").unwrap()["critical"],
+        70.0,
+        "failed PUTs changed nothing"
+    );
+}
+
+async fn notify(app: &TestApp, host_id: i64, level: &str, title: &str) -> i64 {
+    let n = notifications::insert(
+        app.db(),
+        NewNotification {
+            host_id: Some(host_id),
+            kind: "threshold".into(),
+            metric: Some("cpu.usage_pct".into()),
+            level: level.into(),
+            state: "firing".into(),
+            value: Some(97.0),
+            threshold: Some(90.0),
+            title: title.into(),
+            message: format!("{title} on host {host_id}"),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    app.state.notifications.published(n.id);
+    n.id
+}
+
+async fn notifications_cursor_filters_and_read(app: TestApp) {
+    let h1 = app.post("/api/v1/hosts", key_host("n1")).await.1["id"]
+        .as_i64()
+        .unwrap();
+    let h2 = app.post("/api/v1/hosts", key_host("n2")).await.1["id"]
+        .as_i64()
+        .unwrap();
+    let a = notify(&app, h1, "warning", "a").await;
+    let b = notify(&app, h2, "critical", "b").await;
+    let c = notify(&app, h1, "critical", "c").await;
+    let (_, all) = app.get("/api/v1/notifications").await;
+    let ids: Vec<i64> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [a, b, c], "oldest first");
+    assert_eq!(all["next_after_id"], c);
+    let first = &all["items"][0];
+    for field in [
+        "host_id",
+        "kind",
+        "metric",
+        "level",
+        "state",
+        "value",
+        "threshold",
+        "title",
+        "message",
+        "created_at",
+    ] {
+        assert!(!first[field].is_null(), "{field} missing in {first}");
+    }
+    let (_, page) = app
+        .get(&format!("/api/v1/notifications?after_id={a}&limit=1"))
+        .await;
+    assert_eq!(page["items"][0]["id"], b);
+    assert_eq!(page["next_after_id"], b);
+    let (_, empty) = app
+        .get(&format!("/api/v1/notifications?after_id={c}"))
+        .await;
+    assert_eq!(empty["items"], json!([]));
+    assert_eq!(empty["next_after_id"], c, "an empty page keeps the cursor");
+    let (_, crit) = app
+        .get(&format!(
+            "/api/v1/notifications?level=critical&host_id={h1}"
+        ))
+        .await;
+    assert_eq!(crit["items"].as_array().unwrap().len(), 1);
+    assert_eq!(crit["items"][0]["id"], c);
+
+    let (status, read) = app
+        .post(&format!("/api/v1/notifications/{b}/read"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert!(read["read_at"].is_string());
+    let (_, unread) = app.get("/api/v1/notifications?unread=true").await;
+    assert_eq!(unread["items"].as_array().unwrap().len(), 2);
+    let (_, was_read) = app.get("/api/v1/notifications?unread=false").await;
+    assert_eq!(was_read["items"][0]["id"], b);
+    assert_error(
+        &app.post("/api/v1/notifications/9999/read", json!({})).await,
+        StatusCode::NOT_FOUND,
+        "notification",
+    );
+    assert_error(
+        &app.get("/api/v1/notifications?wait_seconds=61").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "wait_seconds",
+    );
+}
+
+async fn notifications_long_poll_wakes_on_write(app: TestApp) {
+    let host = app.post("/api/v1/hosts", key_host("lp")).await.1["id"]
+        .as_i64()
+        .unwrap();
+    let app = std::sync::Arc::new(app);
+    let waiter = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let resp = app
+                .get("/api/v1/notifications?after_id=0&wait_seconds=30&level=critical")
+                .await;
+            (resp, started.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    notify(&app, host, "warning", "not matching").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !waiter.is_finished(),
+        "a non-matching notification does not end the wait"
+    );
+    let id = notify(&app, host, "critical", "matching").await;
+    let ((status, body), elapsed) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["items"][0]["id"], id);
+    assert!(
+        elapsed < std::time::Duration::from_secs(25),
+        "returned on the write, not at the end of the wait"
+    );
+    // Nothing new: an empty answer after the wait.
+    let (_, empty) = app
+        .get(&format!(
+            "/api/v1/notifications?after_id={id}&wait_seconds=1"
+        ))
+        .await;
+    assert_eq!(empty["items"], json!([]));
+}
+
+async fn url_checks_crud_and_validation(app: TestApp) {
+    let (status, created) = app
+        .post(
+            "/api/v1/url-checks",
+            json!({"name": "site", "url": "https://127.0.0.1:8443/health"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["expected_status"], json!(["200-399"]));
+    assert_eq!(created["timeout_ms"], 10000);
+    assert_eq!(created["follow_redirects"], true);
+    assert_eq!(created["check_tls"], true);
+    let (_, patched) = app
+        .patch(
+            &format!("/api/v1/url-checks/{id}"),
+            json!({"expected_status": ["200", "418"], "timeout_ms": 500}),
+        )
+        .await;
+    assert_eq!(patched["expected_status"], json!(["200", "418"]));
+    assert_eq!(patched["timeout_ms"], 500);
+    assert_eq!(patched["url"], "https://127.0.0.1:8443/health");
+    let (_, page) = app.get("/api/v1/url-checks").await;
+    assert_eq!(page["total"], 1);
+    let (status, results) = app.get(&format!("/api/v1/url-checks/{id}/results")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(results, json!([]), "no run yet, no made-up result");
+    for (body, needle) in [
+        (json!({"name": "x", "url": "ftp://127.0.0.1/"}), "scheme"),
+        (json!({"name": "x", "url": "not a url"}), "url"),
+        (
+            json!({"name": "x", "url": "http://127.0.0.1/", "timeout_ms": 5}),
+            "timeout_ms",
+        ),
+        (
+            json!({"name": "x", "url": "http://127.0.0.1/", "expected_status": ["299-200"]}),
+            "expected_status",
+        ),
+        (
+            json!({"name": "x", "url": "http://127.0.0.1/", "schedule": "@hourly"}),
+            "schedule",
+        ),
+        (
+            json!({"name": "x", "url": "http://127.0.0.1/", "host_id": 12345}),
+            "host_id",
+        ),
+        (
+            json!({"name": "site", "url": "http://127.0.0.1/"}),
+            "already exists",
+        ),
+    ] {
+        let resp = app.post("/api/v1/url-checks", body).await;
+        assert!(
+            resp.0 == StatusCode::UNPROCESSABLE_ENTITY || resp.0 == StatusCode::CONFLICT,
+            "{}",
+            resp.1
+        );
+        assert_error(&resp, resp.0, needle);
+    }
+    assert_eq!(
+        app.delete(&format!("/api/v1/url-checks/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        &app.get(&format!("/api/v1/url-checks/{id}")).await,
+        StatusCode::NOT_FOUND,
+        "URL check",
+    );
+}
+
+async fn channels_crud_secrets_and_validation(app: TestApp) {
+    let token = "123456:SECRET-bot-token-value";
+    let (status, created) = app
+        .post(
+            "/api/v1/channels",
+            json!({"name": "tg", "kind": "telegram", "min_level": "critical",
+               "settings": {"bot_token": token, "chat_id": "-100200"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(created["settings"]["chat_id"], "-100200");
+    assert_eq!(created["settings"]["secrets_set"], json!(["bot_token"]));
+    assert_eq!(created["min_level"], "critical");
+    assert!(!created.to_string().contains(token));
+    // A PATCH of public settings keeps the secret.
+    let (status, patched) = app
+        .patch(
+            &format!("/api/v1/channels/{id}"),
+            json!({"settings": {"chat_id": "42"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["settings"]["chat_id"], "42");
+    assert_eq!(patched["settings"]["secrets_set"], json!(["bot_token"]));
+    let (_, listed) = app.get("/api/v1/channels").await;
+    assert!(!listed.to_string().contains(token));
+    let (status, deliveries) = app.get(&format!("/api/v1/channels/{id}/deliveries")).await;
+    assert_eq!((status, deliveries), (StatusCode::OK, json!([])));
+    let (status, email) = app
+        .post(
+            "/api/v1/channels",
+            json!({"name": "mail", "kind": "email", "settings": {
+            "smtp_host": "127.0.0.1", "smtp_port": 2525, "tls": "none", "from": "hw@example.com",
+            "to": ["ops@example.com"], "username": "hw", "password": "smtp-pass"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{email}");
+    assert_eq!(email["settings"]["secrets_set"], json!(["password"]));
+    for (body, needle) in [
+        (
+            json!({"name": "w", "kind": "webhook", "settings": {}}),
+            "needs url",
+        ),
+        (
+            json!({"name": "w", "kind": "webhook", "settings": {"url": "http://127.0.0.1/", "chat_id": "1"}}),
+            "chat_id",
+        ),
+        (
+            json!({"name": "w", "kind": "slack", "settings": {"webhook_url": "gopher://x"}}),
+            "webhook_url",
+        ),
+        (
+            json!({"name": "w", "kind": "email", "settings": {"smtp_host": "127.0.0.1", "from": "nope", "to": ["a@b.c"]}}),
+            "from",
+        ),
+        (
+            json!({"name": "tg", "kind": "webhook", "settings": {"url": "http://127.0.0.1/"}}),
+            "already exists",
+        ),
+    ] {
+        let resp = app.post("/api/v1/channels", body).await;
+        assert!(
+            resp.0 == StatusCode::UNPROCESSABLE_ENTITY || resp.0 == StatusCode::CONFLICT,
+            "{}",
+            resp.1
+        );
+        assert_error(&resp, resp.0, needle);
+    }
+    assert_error(
+        &app.post(
+            "/api/v1/channels",
+            json!({"name": "w", "kind": "pager", "settings": {}}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "kind",
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/channels/{id}")).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, listed) = app.get("/api/v1/channels").await;
+    assert_eq!(listed["total"], 1);
+}
+
+async fn history_routes_answer_honestly(app: TestApp) {
+    let id = app.post("/api/v1/hosts", key_host("hist")).await.1["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        app.get(&format!("/api/v1/hosts/{id}/polls")).await,
+        (StatusCode::OK, json!([]))
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/hosts/{id}/metrics?name=cpu.usage_pct"))
+            .await,
+        (StatusCode::OK, json!([]))
+    );
+    assert_error(
+        &app.get(&format!("/api/v1/hosts/{id}/enrollment")).await,
+        StatusCode::NOT_FOUND,
+        "not been enrolled",
+    );
+    assert_error(
+        &app.get("/api/v1/hosts/999/polls").await,
+        StatusCode::NOT_FOUND,
+        "no host",
+    );
+    assert_error(
+        &app.get(&format!("/api/v1/hosts/{id}/metrics?name=cpu.usage_pct&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "from",
+    );
+}

@@ -1,0 +1,340 @@
+//! The `hostwatch` binary as an operator runs it: `migrate` on a fresh SQLite file, `serve` on a
+//! real socket (admin token file, Swagger UI, spec, graceful SIGTERM), `token create`, and
+//! `openapi`.
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    os::unix::fs::PermissionsExt,
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hostwatch");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP/1.1 request over a fresh connection; returns status and body.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("HOSTWATCH_DATA_DIR", data_dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("HOSTWATCH_MASTER_KEY")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(data_dir.with_extension("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "server did not start: {}",
+                log(data_dir)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, addr }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit status {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "no exit within 15 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn log(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn migrate_creates_a_fresh_sqlite_database_and_is_idempotent() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .args(["migrate", "--data-dir"])
+            .arg(&data)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let url = format!("sqlite://{}", data.join("hostwatch.db").display());
+    let db = hostwatch::store::connect(&url).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT name FROM sqlite_master WHERE type = 'table'",
+        ))
+        .await
+        .unwrap();
+    let tables: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get::<String>("", "name").unwrap())
+        .collect();
+    for table in [
+        "hosts",
+        "host_labels",
+        "host_credentials",
+        "host_keys",
+        "enrollment_runs",
+        "polls",
+        "metric_samples",
+        "latest_snapshots",
+        "thresholds",
+        "alert_states",
+        "notifications",
+        "url_checks",
+        "url_check_results",
+        "channels",
+        "deliveries",
+        "api_tokens",
+        "seaql_migrations",
+    ] {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "no table {table} in {tables:?}"
+        );
+    }
+    let journal = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "PRAGMA journal_mode",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(journal.try_get_by_index::<String>(0).unwrap(), "wal");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("master.key")), 0o600);
+}
+
+#[test]
+fn serve_walkthrough_tokens_and_graceful_shutdown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start(&data);
+    let token_path = data.join("admin.token");
+    assert_eq!(mode(&token_path), 0o600);
+    let admin = std::fs::read_to_string(&token_path)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(admin.starts_with("hw_"));
+    let logged = log(&data);
+    assert!(
+        logged.contains("admin.token"),
+        "the log names the token file: {logged}"
+    );
+    assert!(
+        !logged.contains(&admin),
+        "the log must not contain the token"
+    );
+
+    assert_eq!(http(server.addr, "GET", "/healthz", None, None).0, 200);
+    let (status, docs) = http(server.addr, "GET", "/docs", None, None);
+    assert_eq!(status, 200);
+    assert!(docs.to_lowercase().contains("swagger"), "Swagger UI page");
+    let (status, spec) = http(server.addr, "GET", "/openapi.json", None, None);
+    assert_eq!(status, 200);
+    assert_eq!(spec.trim_end(), hostwatch::api::spec_json().trim_end());
+
+    let (status, body) = http(server.addr, "GET", "/api/v1/hosts", None, None);
+    assert_eq!(status, 401);
+    assert!(body.contains("\"error\""));
+    let host =
+        r#"{"name":"db-1","address":"192.0.2.10","username":"monitor","password":"s3cret-pw"}"#;
+    let (status, body) = http(
+        server.addr,
+        "POST",
+        "/api/v1/hosts",
+        Some(&admin),
+        Some(host),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(!body.contains("s3cret-pw"));
+
+    // A token made by the CLI while the service runs is usable at once.
+    let out = Command::new(BIN)
+        .args([
+            "token",
+            "create",
+            "--name",
+            "grafana",
+            "--read-only",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reader = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (status, body) = http(server.addr, "GET", "/api/v1/hosts", Some(&reader), None);
+    assert_eq!(status, 200);
+    assert!(body.contains("db-1"));
+    assert_eq!(
+        http(
+            server.addr,
+            "DELETE",
+            "/api/v1/hosts/1",
+            Some(&reader),
+            None
+        )
+        .0,
+        403
+    );
+    let (status, body) = http(
+        server.addr,
+        "GET",
+        "/api/v1/notifications?after_id=0",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("\"next_after_id\":0"), "{body}");
+
+    server.stop();
+    assert!(log(&data).contains("shutting down"));
+
+    // A restart keeps the admin token and the data.
+    let server = Server::start(&data);
+    assert_eq!(std::fs::read_to_string(&token_path).unwrap().trim(), admin);
+    let (status, body) = http(server.addr, "GET", "/api/v1/hosts", Some(&admin), None);
+    assert_eq!(status, 200);
+    assert!(body.contains("db-1"));
+    server.stop();
+}
+
+#[test]
+fn a_bad_master_key_is_refused_with_a_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["migrate", "--data-dir"])
+        .arg(tmp.path())
+        .env("HOSTWATCH_MASTER_KEY", "too-short")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HOSTWATCH_MASTER_KEY"), "{err}");
+    assert!(!err.contains("too-short"), "the key value is not echoed");
+}
+
+#[test]
+fn openapi_subcommand_prints_the_committed_spec() {
+    let out = Command::new(BIN).arg("openapi").output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+            .unwrap();
+    assert_eq!(printed.trim_end(), committed.trim_end());
+}

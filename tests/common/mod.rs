@@ -1,0 +1,218 @@
+//! Test support: a hostwatch app over a real database (a fresh SQLite file, or a fresh database
+//! on the PostgreSQL that `scripts/test.sh` starts), driven through poem's test client.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use hostwatch::{
+    api::{self, AppState},
+    crypto::SecretBox,
+    store::{self, notifications::NotificationHub, tokens},
+};
+use poem::{EndpointExt, Response, endpoint::BoxEndpoint, http::StatusCode, test::TestClient};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use serde_json::Value;
+
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server URL the test script exports (a maintenance database on loopback).
+pub const PG_ENV: &str = "HOSTWATCH_TEST_PG_URL";
+
+/// A running app with an admin and a read-only token.
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub state: AppState,
+    pub client: TestClient<BoxEndpoint<'static, Response>>,
+    pub admin: String,
+    pub reader: String,
+    pub database_url: String,
+}
+
+/// A fresh PostgreSQL database for one test, or `None` when no server is configured outside CI.
+pub async fn postgres_url() -> Option<String> {
+    let Ok(server) = std::env::var(PG_ENV) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{PG_ENV} is not set: run the suite with scripts/test.sh, which starts PostgreSQL"
+        );
+        eprintln!("skipping: {PG_ENV} is not set (scripts/test.sh sets it)");
+        return None;
+    };
+    let admin = sea_orm::Database::connect(&server)
+        .await
+        .expect("connect to test PostgreSQL");
+    let name = format!("hw_test_{}", hex_id());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    admin.close().await.ok();
+    let base = server.rsplit_once('/').expect("URL has a database path").0;
+    Some(format!("{base}/{name}"))
+}
+
+fn hex_id() -> String {
+    let mut bytes = [0u8; 8];
+    rand::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl TestApp {
+    /// A new app on `backend`, or `None` when that backend is not available here.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = match backend {
+            Backend::Sqlite => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("hostwatch.db").display()
+            ),
+            Backend::Postgres => postgres_url().await?,
+        };
+        let db = store::connect(&database_url).await.unwrap();
+        store::migrate(&db).await.unwrap();
+        let secrets = SecretBox::load(None, dir.path()).unwrap();
+        let admin = tokens::create(&db, "admin", false).await.unwrap();
+        let reader = tokens::create(&db, "dashboard", true).await.unwrap();
+        let state = AppState {
+            db,
+            secrets: Arc::new(secrets),
+            notifications: NotificationHub::default(),
+        };
+        let client = TestClient::new(api::app(state.clone()).map_to_response().boxed());
+        Some(Self {
+            dir,
+            state,
+            client,
+            admin,
+            reader,
+            database_url,
+        })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.state.db
+    }
+
+    /// Sends a request with `token` (none when empty) and returns the status and JSON body
+    /// (`Null` for an empty body).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let req = match method {
+            "GET" => self.client.get(path),
+            "POST" => self.client.post(path),
+            "PATCH" => self.client.patch(path),
+            "PUT" => self.client.put(path),
+            "DELETE" => self.client.delete(path),
+            other => panic!("method {other}"),
+        };
+        let req = if token.is_empty() {
+            req
+        } else {
+            req.header("authorization", format!("Bearer {token}"))
+        };
+        let req = match body {
+            Some(b) => req.body_json(&b),
+            None => req,
+        };
+        let resp = req.send().await;
+        let status = resp.0.status();
+        let text = resp.0.into_body().into_string().await.unwrap();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+        };
+        (status, json)
+    }
+
+    /// Sends a raw body (for malformed JSON tests).
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: &'static str,
+    ) -> (StatusCode, Value) {
+        let req = match method {
+            "POST" => self.client.post(path),
+            "PATCH" => self.client.patch(path),
+            other => panic!("method {other}"),
+        };
+        let resp = req
+            .header("authorization", format!("Bearer {}", self.admin))
+            .content_type("application/json")
+            .body(body)
+            .send()
+            .await;
+        let status = resp.0.status();
+        let text = resp.0.into_body().into_string().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call("GET", path, &self.admin.clone(), None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call("POST", path, &self.admin.clone(), Some(body))
+            .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call("PATCH", path, &self.admin.clone(), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call("DELETE", path, &self.admin.clone(), None).await
+    }
+}
+
+/// An OpenSSH private key made by ssh-keygen, optionally encrypted.
+pub fn ssh_keygen(kind: &str, passphrase: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key");
+    let mut cmd = std::process::Command::new("ssh-keygen");
+    cmd.args(["-q", "-t", kind, "-N", passphrase, "-C", "test", "-f"])
+        .arg(&path);
+    if kind == "rsa" {
+        cmd.args(["-b", "2048"]);
+    }
+    let out = cmd.output().expect("ssh-keygen runs (openssh-client)");
+    assert!(
+        out.status.success(),
+        "ssh-keygen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Asserts an error response: status, JSON shape, and a message containing `needle`.
+#[track_caller]
+pub fn assert_error(resp: &(StatusCode, Value), status: StatusCode, needle: &str) {
+    assert_eq!(resp.0, status, "body: {}", resp.1);
+    let error = resp.1["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {}", resp.1));
+    assert!(!error.is_empty());
+    let message = resp.1["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {}", resp.1));
+    assert!(
+        message.to_lowercase().contains(&needle.to_lowercase()),
+        "message {message:?} does not mention {needle:?}"
+    );
+}
