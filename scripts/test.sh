@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, and every test on SQLite and on a throwaway
 # PostgreSQL started here on a loopback port. Installs what the tests need first (Debian):
-# openssh-client/openssh-server for the SSH tests, PostgreSQL's server binaries.
+# openssh-client/openssh-server for the SSH tests, dash and busybox for the probe's shells,
+# PostgreSQL's server binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 need_packages=()
 command -v ssh-keygen >/dev/null 2>&1 || need_packages+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need_packages+=(openssh-server)
+command -v busybox >/dev/null 2>&1 || need_packages+=(busybox)
+command -v dash >/dev/null 2>&1 || need_packages+=(dash)
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ] || need_packages+=(postgresql)
 if [ ${#need_packages[@]} -gt 0 ]; then

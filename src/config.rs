@@ -24,6 +24,16 @@ pub enum Command {
     Migrate(StorageArgs),
     /// Print the OpenAPI specification as JSON.
     Openapi,
+    /// Run the probe on this machine and print the parsed snapshot as JSON: what a host will
+    /// report once it is registered.
+    Probe {
+        /// Run here rather than over SSH (the only mode for now).
+        #[arg(long, required = true)]
+        local: bool,
+        /// Shell to run the probe with.
+        #[arg(long, default_value = "sh")]
+        shell: String,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]

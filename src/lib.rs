@@ -11,6 +11,8 @@ pub mod config;
 pub mod crypto;
 pub mod delivery;
 pub mod error;
+pub mod poller;
+pub mod probe;
 pub mod scheduler;
 pub mod ssh;
 pub mod store;

@@ -28,6 +28,20 @@ async fn main() -> ExitCode {
             println!("{}", api::spec_json());
             Ok(())
         }
+        Command::Probe { local: _, shell } => {
+            match hostwatch::poller::local::snapshot(&shell, std::time::Duration::from_secs(1))
+                .await
+            {
+                Ok(snapshot) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&snapshot).expect("snapshot serialises")
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
         Command::Token {
             command:
                 TokenCommand::Create {

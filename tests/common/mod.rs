@@ -216,3 +216,43 @@ pub fn assert_error(resp: &(StatusCode, Value), status: StatusCode, needle: &str
         "message {message:?} does not mention {needle:?}"
     );
 }
+
+/// What this machine says about itself, to compare a probe's numbers with.
+pub mod local_truth {
+    /// MemTotal in bytes.
+    pub fn mem_total_bytes() -> u64 {
+        let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let line = text.lines().find(|l| l.starts_with("MemTotal:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    }
+
+    /// The number of cpuN lines in /proc/stat.
+    pub fn cpu_count() -> u32 {
+        let text = std::fs::read_to_string("/proc/stat").unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+            .count() as u32
+    }
+
+    /// The size of `/` from `df -P -k /`, in bytes.
+    pub fn root_size_bytes() -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["-P", "-k", "/"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text.lines().nth(1).unwrap();
+        line.split_whitespace()
+            .rev()
+            .nth(4)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    }
+}
