@@ -1,7 +1,7 @@
 //! Start-up and shutdown: data directory, master key, database, first admin token, and the HTTP
 //! server with a graceful stop on SIGINT/SIGTERM.
 
-use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
+use std::{future::Future, net::SocketAddr, path::Path};
 
 use poem::{
     Server,
@@ -14,7 +14,8 @@ use crate::{
     config::{ServeArgs, StorageArgs},
     crypto::{self, SecretBox},
     error::{Error, Result},
-    store::{self, notifications::NotificationHub, tokens},
+    poller::PollerSettings,
+    store::{self, tokens},
 };
 
 /// Creates the data directory (0700) when it does not exist.
@@ -117,11 +118,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let (db, secrets) = open(&args.storage).await?;
     tracing::info!(backend = store::backend_name(&db), data_dir = %args.storage.data_dir.display(), "database ready");
     ensure_admin_token(&db, &args.storage.data_dir).await?;
-    let state = AppState {
-        db: db.clone(),
-        secrets: Arc::new(secrets),
-        notifications: NotificationHub::default(),
+    let settings = PollerSettings {
+        poll_timeout: args.poll_timeout,
+        ..Default::default()
     };
+    let state = AppState::new(db.clone(), secrets, settings);
     let running = start(args.listen, state, shutdown_signal()).await?;
     tracing::info!(addr = %running.addr, "listening; Swagger UI at http://{}/docs", running.addr);
     running

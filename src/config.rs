@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, env = "HOSTWATCH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Deadline of one poll (dial, login, probe, read), e.g. `30s`.
+    #[arg(long, env = "HOSTWATCH_POLL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub poll_timeout: std::time::Duration,
     #[command(flatten)]
     pub storage: StorageArgs,
 }
@@ -101,5 +104,28 @@ impl StorageArgs {
                 self.data_dir.join("hostwatch.db").display()
             ),
         }
+    }
+}
+
+/// Parses `500ms`, `30s`, `2m` or a plain number of seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.trim().split_at(
+        text.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.trim().len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected e.g. 30s, 500ms or 2m"))?;
+    let d = match unit {
+        "" | "s" => std::time::Duration::from_secs(n),
+        "ms" => std::time::Duration::from_millis(n),
+        "m" => std::time::Duration::from_secs(n * 60),
+        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
+    };
+    if d.is_zero() {
+        Err("must be more than zero".into())
+    } else {
+        Ok(d)
     }
 }

@@ -10,6 +10,7 @@ pub mod app;
 pub mod config;
 pub mod crypto;
 pub mod delivery;
+pub mod enroll;
 pub mod error;
 pub mod poller;
 pub mod probe;

@@ -16,6 +16,7 @@ pub mod latest_snapshot;
 pub mod metric_sample;
 pub mod notification;
 pub mod poll;
+pub mod service_secret;
 pub mod threshold;
 pub mod url_check;
 pub mod url_check_result;

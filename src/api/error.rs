@@ -50,6 +50,21 @@ pub enum ApiError {
     /// The service failed; details are in its log.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
+    /// The host could not be reached or did not answer properly over SSH; `error` says how
+    /// (`connect`, `timeout`, `auth_failed`, `host_key_mismatch`, `output_too_large`, …).
+    #[oai(status = 502)]
+    BadGateway(Json<ErrorBody>),
+}
+
+impl From<crate::poller::PollError> for ApiError {
+    fn from(err: crate::poller::PollError) -> Self {
+        use crate::poller::PollError;
+        match err {
+            PollError::Host { kind, message } => Self::BadGateway(ErrorBody::new(kind, message)),
+            PollError::Refused(m) => Self::Conflict(ErrorBody::new("refused", m)),
+            PollError::Service(e) => e.into(),
+        }
+    }
 }
 
 impl From<Error> for ApiError {
@@ -84,6 +99,7 @@ fn code_for(status: StatusCode) -> &'static str {
         404 => "not_found",
         405 => "method_not_allowed",
         409 => "conflict",
+        502 => "bad_gateway",
         413 => "payload_too_large",
         415 => "unsupported_media_type",
         422 => "validation_failed",

@@ -177,17 +177,22 @@ impl HistoryApi {
         let run = history::latest_enrollment(&self.0.db, id.0)
             .await?
             .ok_or_else(|| Error::NotFound(format!("host {} has not been enrolled yet", id.0)))?;
-        Ok(EnrollmentResponse::Ok(Json(EnrollmentRun {
-            id: run.id,
-            started_at: ts(run.started_at),
-            finished_at: run.finished_at.map(ts),
-            ok: run.ok,
-            exit_code: run.exit_code,
-            stdout: run.stdout,
-            stderr: run.stderr,
-            error: run.error,
-            provisioned: run.provisioned,
-            duration_ms: run.duration_ms,
-        })))
+        Ok(EnrollmentResponse::Ok(Json(enrollment_view(run))))
+    }
+}
+
+/// The API form of a stored enrollment run.
+pub fn enrollment_view(run: entity::enrollment_run::Model) -> EnrollmentRun {
+    EnrollmentRun {
+        id: run.id,
+        started_at: ts(run.started_at),
+        finished_at: run.finished_at.map(ts),
+        ok: run.ok,
+        exit_code: run.exit_code,
+        stdout: run.stdout,
+        stderr: run.stderr,
+        error: run.error,
+        provisioned: run.provisioned,
+        duration_ms: run.duration_ms,
     }
 }

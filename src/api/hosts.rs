@@ -373,13 +373,25 @@ impl HostsApi {
     ///
     /// Validates the address, port, username, schedule and key (decrypting it with the
     /// passphrase to prove it), stores the credentials encrypted, and creates the default
-    /// thresholds. The host starts in status `pending`.
+    /// thresholds. Enrollment over SSH starts in the background; its transcript appears at
+    /// `GET /hosts/{id}/enrollment`.
     #[oai(path = "/hosts", method = "post", operation_id = "create_host")]
     async fn create(&self, auth: Token, body: Json<HostCreate>) -> ApiResult<CreateHostResponse> {
         auth.require_write()?;
         let new = body.0.validate()?;
         let view = store::create(&self.0.db, &self.0.secrets, new).await?;
         tracing::info!(host_id = view.host.id, name = %view.host.name, by = %auth.0.name, "host registered");
+        // Enrollment runs in the background: registration answers at once, the transcript
+        // appears at GET /hosts/{id}/enrollment.
+        if self.0.poller.settings.enroll_on_create {
+            let poller = self.0.poller.clone();
+            let host_id = view.host.id;
+            tokio::spawn(async move {
+                if let Err(err) = crate::enroll::enroll(&poller, host_id, true).await {
+                    tracing::warn!(host_id, error = %err, "enrollment did not run");
+                }
+            });
+        }
         Ok(CreateHostResponse::Created(Json(view.into())))
     }
 
@@ -445,6 +457,7 @@ impl HostsApi {
     async fn delete(&self, auth: Token, id: Path<i64>) -> ApiResult<DeleteHostResponse> {
         auth.require_write()?;
         store::delete(&self.0.db, id.0).await?;
+        self.0.poller.pool.forget(id.0).await;
         tracing::info!(host_id = id.0, by = %auth.0.name, "host deleted");
         Ok(DeleteHostResponse::Deleted)
     }

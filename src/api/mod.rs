@@ -10,6 +10,7 @@ pub mod error;
 pub mod history;
 pub mod hosts;
 pub mod notifications;
+pub mod polling;
 pub mod thresholds;
 pub mod url_checks;
 
@@ -20,14 +21,41 @@ use poem::{EndpointExt, IntoEndpoint, Route, endpoint::make_sync, middleware::Tr
 use poem_openapi::{OpenApiService, Tags};
 use sea_orm::DatabaseConnection;
 
-use crate::{crypto::SecretBox, store::notifications::NotificationHub};
+use crate::{
+    crypto::SecretBox,
+    poller::{Poller, PollerSettings},
+    store::notifications::NotificationHub,
+};
 
-/// What every operation needs: the database, the secret box and the notification hub.
+/// What every operation needs: the database, the secret box, the notification hub, and the
+/// poller (the only way the API reaches SSH).
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: DatabaseConnection,
     pub secrets: Arc<SecretBox>,
     pub notifications: NotificationHub,
+    pub poller: Arc<Poller>,
+}
+
+impl AppState {
+    /// The state over a database, with its poller.
+    pub fn new(db: DatabaseConnection, secrets: SecretBox, settings: PollerSettings) -> Self {
+        let secrets = Arc::new(secrets);
+        let notifications = NotificationHub::default();
+        let poller = Arc::new(Poller {
+            db: db.clone(),
+            secrets: secrets.clone(),
+            pool: Default::default(),
+            hub: notifications.clone(),
+            settings,
+        });
+        Self {
+            db,
+            secrets,
+            notifications,
+            poller,
+        }
+    }
 }
 
 /// Groups of operations in the spec and in Swagger UI.
@@ -52,6 +80,7 @@ pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 type Apis = (
     hosts::HostsApi,
+    polling::PollingApi,
     thresholds::ThresholdsApi,
     history::HistoryApi,
     notifications::NotificationsApi,
@@ -64,6 +93,7 @@ pub fn service(state: AppState) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             hosts::HostsApi(state.clone()),
+            polling::PollingApi(state.clone()),
             thresholds::ThresholdsApi(state.clone()),
             history::HistoryApi(state.clone()),
             notifications::NotificationsApi(state.clone()),
@@ -87,12 +117,11 @@ pub fn spec_json() -> String {
 }
 
 fn service_for_spec() -> OpenApiService<Apis, ()> {
-    let state = AppState {
-        db: DatabaseConnection::default(),
-        secrets: Arc::new(SecretBox::new(&[0; 32])),
-        notifications: NotificationHub::default(),
-    };
-    service(state)
+    service(AppState::new(
+        DatabaseConnection::default(),
+        SecretBox::new(&[0; 32]),
+        PollerSettings::default(),
+    ))
 }
 
 /// The whole HTTP app: `/api/v1`, `/docs`, `/openapi.json`, `/healthz`.

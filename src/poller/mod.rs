@@ -1,4 +1,569 @@
-//! The poller: one poll of one host (SSH exec of the probe, parse, store). `local` runs the same
-//! probe on this machine without SSH.
+//! The poller: one poll of one host — SSH exec of the probe, parse, store — and the host-key
+//! and status bookkeeping around it. `local` runs the same probe on this machine without SSH.
+//!
+//! A poll has one wall-clock deadline covering waiting for the host's previous poll, dial, auth,
+//! exec and read. A failure is recorded as that host's poll and status; it never affects other
+//! hosts.
 
 pub mod local;
+
+use std::{sync::Arc, time::Duration};
+
+use entity::{host, latest_snapshot, metric_sample, poll};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
+    TransactionTrait, sea_query::OnConflict,
+};
+
+use crate::{
+    crypto::SecretBox,
+    error::{Error, Result},
+    probe::{self, Counters, Snapshot},
+    ssh::{
+        client::{Auth, HostKeyPolicy, SshError, Target},
+        keys::{self, fingerprint},
+        pool::{Job, PoolError, SshPool},
+    },
+    store::{
+        self,
+        notifications::{self, NewNotification, NotificationHub},
+        now_ms,
+        ssh::{self as ssh_store, SeenKey},
+    },
+};
+
+/// Host statuses the poller sets.
+pub mod status {
+    pub const OK: &str = "ok";
+    pub const UNREACHABLE: &str = "unreachable";
+    pub const AUTH_FAILED: &str = "auth_failed";
+    pub const HOST_KEY_MISMATCH: &str = "host_key_mismatch";
+    pub const UNSUPPORTED: &str = "unsupported";
+}
+
+/// Limits of SSH work.
+#[derive(Debug, Clone)]
+pub struct PollerSettings {
+    /// Deadline of one poll, dial to last byte.
+    pub poll_timeout: Duration,
+    /// Deadline of one enrollment (it may create a user).
+    pub enroll_timeout: Duration,
+    /// Most bytes of probe output accepted.
+    pub output_cap: usize,
+    /// Enroll a host in the background as soon as it is registered.
+    pub enroll_on_create: bool,
+}
+
+impl Default for PollerSettings {
+    fn default() -> Self {
+        Self {
+            poll_timeout: Duration::from_secs(30),
+            enroll_timeout: Duration::from_secs(60),
+            output_cap: 1 << 20,
+            enroll_on_create: true,
+        }
+    }
+}
+
+/// Why a poll (or enrollment) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// Reaching or talking to the host failed; the class says how.
+    #[error("{message}")]
+    Host { kind: &'static str, message: String },
+    /// The host is in a state that refuses polls until an operator acts.
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Service(#[from] Error),
+}
+
+impl PollError {
+    fn from_pool(err: PoolError) -> Self {
+        Self::Host {
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
+}
+
+/// What a successful poll returns.
+#[derive(Debug, Clone)]
+pub struct PollReport {
+    pub snapshot: Snapshot,
+    pub duration: Duration,
+    pub dialled: bool,
+}
+
+/// Polls and enrolls hosts over the shared connection pool.
+#[derive(Debug)]
+pub struct Poller {
+    pub db: DatabaseConnection,
+    pub secrets: Arc<SecretBox>,
+    pub pool: SshPool,
+    pub hub: NotificationHub,
+    pub settings: PollerSettings,
+}
+
+/// A ready-to-dial target with its identity (what must change to need a new connection).
+pub(crate) struct Prepared {
+    pub host: host::Model,
+    pub target: Target,
+    pub identity: String,
+}
+
+impl Poller {
+    /// Loads a host, decrypts its login and works out the host-key policy.
+    pub(crate) async fn prepare(&self, host_id: i64) -> Result<Prepared, PollError> {
+        let host = host::Entity::find_by_id(host_id)
+            .one(&self.db)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("no host with id {host_id}")))?;
+        let login = ssh_store::login(&self.db, &self.secrets, host_id).await?;
+        let auth = match (&login.private_key, &login.password) {
+            (Some(key), _) => {
+                let key =
+                    keys::decode_private_key(key, login.passphrase.as_deref().map(String::as_str))
+                        .map_err(|e| {
+                            Error::Crypto(format!("stored private key of host {host_id}: {e}"))
+                        })?;
+                Auth::Key(Arc::new(key))
+            }
+            (None, Some(password)) => Auth::Password(Arc::new(password.clone())),
+            (None, None) => {
+                return Err(
+                    Error::NotFound(format!("host {host_id} has no usable credentials")).into(),
+                );
+            }
+        };
+        let trusted = ssh_store::trusted_key(&self.db, host_id).await?;
+        let host_key = match (&trusted, &host.expected_host_key_fingerprint) {
+            (Some(k), _) => HostKeyPolicy::Fingerprint(k.fingerprint.clone()),
+            (None, Some(fp)) => HostKeyPolicy::Fingerprint(fp.clone()),
+            (None, None) => HostKeyPolicy::AnyKey,
+        };
+        let identity = format!(
+            "{}|{}|{}|{}|{}|{:?}",
+            host.address, host.port, host.username, login.credential_id, login.updated_at, host_key
+        );
+        let target = Target {
+            address: host.address.clone(),
+            port: u16::try_from(host.port).unwrap_or(22),
+            username: host.username.clone(),
+            auth,
+            host_key,
+        };
+        Ok(Prepared {
+            host,
+            target,
+            identity,
+        })
+    }
+
+    /// Runs a script on a prepared host, before `deadline`, recording the key it presented.
+    pub(crate) async fn run(
+        &self,
+        p: &Prepared,
+        script: &[u8],
+        timeout: Duration,
+        force: bool,
+    ) -> Result<crate::ssh::pool::PoolRun, PollError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let result = self
+            .pool
+            .run(
+                p.host.id,
+                &p.target,
+                &p.identity,
+                Job {
+                    script,
+                    cap: self.settings.output_cap,
+                    deadline,
+                    force,
+                },
+            )
+            .await;
+        match result {
+            Ok(run) => {
+                let seen = seen_key(&run.host_key);
+                // Trust on first use: the first key seen after a successful login is pinned.
+                ssh_store::record_key(&self.db, p.host.id, &seen, true).await?;
+                Ok(run)
+            }
+            Err(err) => {
+                self.on_failure(p, &err).await?;
+                Err(PollError::from_pool(err))
+            }
+        }
+    }
+
+    /// Status and notifications for a failed SSH operation.
+    async fn on_failure(&self, p: &Prepared, err: &PoolError) -> Result<()> {
+        let host = &p.host;
+        match err {
+            PoolError::Ssh(SshError::HostKeyMismatch { presented, .. }) => {
+                ssh_store::record_key(&self.db, host.id, &seen_key(presented), false).await?;
+                self.enter_status(
+                    host,
+                    status::HOST_KEY_MISMATCH,
+                    err.to_string(),
+                    "critical",
+                    format!("Host key of {} changed", host.name),
+                    format!(
+                        "{} ({}:{}) presented a different host key: {err}. Polls are refused until the key is re-trusted with POST /api/v1/hosts/{}/host-key/trust.",
+                        host.name, host.address, host.port, host.id
+                    ),
+                )
+                .await
+            }
+            PoolError::Ssh(SshError::AuthFailed(reason)) => {
+                self.enter_status(
+                    host,
+                    status::AUTH_FAILED,
+                    err.to_string(),
+                    "critical",
+                    format!("Cannot log in to {}", host.name),
+                    format!("{} ({}:{}): {reason}. Replace the credentials with PATCH /api/v1/hosts/{}.", host.name, host.address, host.port, host.id),
+                )
+                .await
+            }
+            PoolError::Backoff(..) => Ok(()),
+            _ => {
+                if host.status != status::AUTH_FAILED && host.status != status::HOST_KEY_MISMATCH {
+                    ssh_store::set_status(&self.db, host.id, status::UNREACHABLE, Some(err.to_string())).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Moves a host into a failure status, with a notification on the transition only.
+    async fn enter_status(
+        &self,
+        host: &host::Model,
+        new_status: &str,
+        message: String,
+        level: &str,
+        title: String,
+        body: String,
+    ) -> Result<()> {
+        ssh_store::set_status(&self.db, host.id, new_status, Some(message)).await?;
+        if host.status != new_status {
+            let n = notifications::insert(
+                &self.db,
+                NewNotification {
+                    host_id: Some(host.id),
+                    kind: new_status.to_owned(),
+                    level: level.to_owned(),
+                    state: "firing".into(),
+                    title,
+                    message: body,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            self.hub.published(n.id);
+        }
+        Ok(())
+    }
+
+    /// Leaves a failure status: writes the resolution of its notification.
+    pub(crate) async fn leave_status(
+        &self,
+        host: &host::Model,
+        title: String,
+        message: String,
+    ) -> Result<()> {
+        if host.status == status::AUTH_FAILED || host.status == status::HOST_KEY_MISMATCH {
+            let n = notifications::insert(
+                &self.db,
+                NewNotification {
+                    host_id: Some(host.id),
+                    kind: host.status.clone(),
+                    level: "info".into(),
+                    state: "resolved".into(),
+                    title,
+                    message,
+                    ..Default::default()
+                },
+            )
+            .await?;
+            self.hub.published(n.id);
+        }
+        Ok(())
+    }
+
+    /// Polls a host now: enrolls it first when it never was, then runs the probe and stores
+    /// the snapshot, its samples and the poll record.
+    pub async fn poll(&self, host_id: i64, force: bool) -> Result<PollReport, PollError> {
+        let started_ms = now_ms();
+        let started = std::time::Instant::now();
+        let result = self.poll_inner(host_id, force).await;
+        let (outcome, kind, message) = match &result {
+            Ok(_) => ("ok", None, None),
+            Err(PollError::Host { kind, message }) => ("error", Some(*kind), Some(message.clone())),
+            Err(PollError::Refused(m)) => ("refused", Some("refused"), Some(m.clone())),
+            Err(PollError::Service(Error::NotFound(_))) => return result,
+            Err(PollError::Service(e)) => ("error", Some("internal"), Some(e.to_string())),
+        };
+        if result.is_err() {
+            poll::ActiveModel {
+                host_id: Set(host_id),
+                started_at: Set(started_ms),
+                duration_ms: Set(started.elapsed().as_millis() as i64),
+                outcome: Set(outcome.into()),
+                error_kind: Set(kind.map(str::to_owned)),
+                error: Set(message),
+                ..Default::default()
+            }
+            .insert(&self.db)
+            .await
+            .map_err(Error::from)?;
+            host::Entity::update_many()
+                .col_expr(
+                    host::Column::LastPollAt,
+                    sea_orm::sea_query::Expr::value(started_ms),
+                )
+                .filter(host::Column::Id.eq(host_id))
+                .exec(&self.db)
+                .await
+                .map_err(Error::from)?;
+        }
+        result
+    }
+
+    async fn poll_inner(&self, host_id: i64, force: bool) -> Result<PollReport, PollError> {
+        let mut prepared = self.prepare(host_id).await?;
+        match prepared.host.status.as_str() {
+            status::HOST_KEY_MISMATCH => {
+                return Err(PollError::Refused(format!(
+                    "refused: the host key of {} changed; re-trust it with POST /api/v1/hosts/{host_id}/host-key/trust",
+                    prepared.host.name
+                )));
+            }
+            status::UNSUPPORTED => {
+                return Err(PollError::Refused(format!(
+                    "refused: {} is not a supported host ({}); enroll it again once that changes",
+                    prepared.host.name,
+                    prepared.host.status_message.clone().unwrap_or_default()
+                )));
+            }
+            _ => {}
+        }
+        if prepared.host.enrolled_at.is_none() {
+            let run = crate::enroll::enroll(self, host_id, force).await?;
+            prepared = self.prepare(host_id).await?;
+            if prepared.host.enrolled_at.is_none() {
+                return Err(PollError::Host {
+                    kind: "enrollment_failed",
+                    message: format!(
+                        "enrollment failed: {}",
+                        run.error.unwrap_or_else(|| format!(
+                            "see GET /api/v1/hosts/{host_id}/enrollment"
+                        ))
+                    ),
+                });
+            }
+            if prepared.host.status == status::UNSUPPORTED {
+                return Err(PollError::Refused(
+                    prepared.host.status_message.unwrap_or_default(),
+                ));
+            }
+        }
+        let started_ms = now_ms();
+        let run = self
+            .run(
+                &prepared,
+                probe::PROBE_SCRIPT.as_bytes(),
+                self.settings.poll_timeout,
+                force,
+            )
+            .await?;
+        if run.output.exit_status.is_some_and(|s| s != 0) || run.output.exit_signal.is_some() {
+            let err = PollError::Host {
+                kind: "probe_failed",
+                message: format!(
+                    "the probe exited with {:?}{}: {}",
+                    run.output.exit_status,
+                    run.output
+                        .exit_signal
+                        .as_deref()
+                        .map(|s| format!(" (signal {s})"))
+                        .unwrap_or_default(),
+                    String::from_utf8_lossy(&run.output.stderr).trim()
+                ),
+            };
+            ssh_store::set_status(
+                &self.db,
+                host_id,
+                status::UNREACHABLE,
+                Some(err.to_string()),
+            )
+            .await?;
+            return Err(err);
+        }
+        let text = String::from_utf8_lossy(&run.output.stdout);
+        let previous = latest_snapshot::Entity::find()
+            .filter(latest_snapshot::Column::HostId.eq(host_id))
+            .one(&self.db)
+            .await
+            .map_err(Error::from)?
+            .and_then(|row| serde_json::from_str::<Counters>(&row.counters).ok());
+        let now = now_ms();
+        let (snapshot, counters) = probe::build_snapshot(&text, previous.as_ref(), now);
+        self.store_success(
+            &prepared.host,
+            started_ms,
+            run.output.duration,
+            &snapshot,
+            &counters,
+        )
+        .await?;
+        if prepared.host.status != status::OK {
+            self.leave_status(
+                &prepared.host,
+                format!("{} is reachable again", prepared.host.name),
+                format!(
+                    "{} answered a poll; its {} status is cleared.",
+                    prepared.host.name, prepared.host.status
+                ),
+            )
+            .await?;
+        }
+        Ok(PollReport {
+            snapshot,
+            duration: run.output.duration,
+            dialled: run.dialled,
+        })
+    }
+
+    /// The snapshot, its samples, the poll record and the host's status, in one transaction.
+    async fn store_success(
+        &self,
+        host: &host::Model,
+        started_ms: i64,
+        duration: Duration,
+        snapshot: &Snapshot,
+        counters: &Counters,
+    ) -> Result<()> {
+        let ts = snapshot.taken_at.timestamp_millis();
+        let txn = self.db.begin().await?;
+        latest_snapshot::Entity::insert(latest_snapshot::ActiveModel {
+            host_id: Set(host.id),
+            taken_at: Set(ts),
+            snapshot: Set(serde_json::to_string(snapshot).expect("snapshot serialises")),
+            counters: Set(serde_json::to_string(counters).expect("counters serialise")),
+            ..Default::default()
+        })
+        .on_conflict(
+            OnConflict::column(latest_snapshot::Column::HostId)
+                .update_columns([
+                    latest_snapshot::Column::TakenAt,
+                    latest_snapshot::Column::Snapshot,
+                    latest_snapshot::Column::Counters,
+                ])
+                .to_owned(),
+        )
+        .exec(&txn)
+        .await?;
+        let samples =
+            probe::metric_values(snapshot)
+                .into_iter()
+                .map(|m| metric_sample::ActiveModel {
+                    host_id: Set(host.id),
+                    name: Set(m.name.to_owned()),
+                    label: Set(m.label),
+                    ts: Set(ts),
+                    value: Set(m.value),
+                    ..Default::default()
+                });
+        metric_sample::Entity::insert_many(samples)
+            .exec(&txn)
+            .await?;
+        poll::ActiveModel {
+            host_id: Set(host.id),
+            started_at: Set(started_ms),
+            duration_ms: Set(duration.as_millis() as i64),
+            outcome: Set("ok".into()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        host::Entity::update_many()
+            .col_expr(
+                host::Column::Status,
+                sea_orm::sea_query::Expr::value(status::OK),
+            )
+            .col_expr(
+                host::Column::StatusMessage,
+                sea_orm::sea_query::Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                host::Column::LastPollAt,
+                sea_orm::sea_query::Expr::value(started_ms),
+            )
+            .col_expr(host::Column::LastOkAt, sea_orm::sea_query::Expr::value(ts))
+            .filter(host::Column::Id.eq(host.id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Accepts the key the host presents now as its only trusted key, and clears a
+    /// `host_key_mismatch` status.
+    pub async fn trust_host_key(&self, host_id: i64) -> Result<entity::host_key::Model, PollError> {
+        let mut prepared = self.prepare(host_id).await?;
+        prepared.target.host_key = HostKeyPolicy::AnyKey;
+        let deadline = self.settings.poll_timeout;
+        let session = tokio::time::timeout(
+            deadline,
+            crate::ssh::client::connect(&prepared.target, false),
+        )
+        .await
+        .map_err(|_| PollError::Host {
+            kind: "timeout",
+            message: format!("no SSH handshake within {deadline:?}"),
+        })?
+        .map_err(|e| PollError::Host {
+            kind: e.kind(),
+            message: e.to_string(),
+        })?;
+        let key = seen_key(&session.host_key);
+        session.close().await;
+        let row = ssh_store::trust_only(&self.db, host_id, &key).await?;
+        self.pool.forget(host_id).await;
+        if prepared.host.status == status::HOST_KEY_MISMATCH {
+            ssh_store::set_status(
+                &self.db,
+                host_id,
+                store::hosts::status::PENDING,
+                Some(format!(
+                    "host key {} trusted; waiting for the next poll",
+                    key.fingerprint
+                )),
+            )
+            .await?;
+            self.leave_status(
+                &prepared.host,
+                format!("Host key of {} trusted", prepared.host.name),
+                format!(
+                    "The key {} is now trusted for {}; polls resume.",
+                    key.fingerprint, prepared.host.name
+                ),
+            )
+            .await?;
+        }
+        Ok(row)
+    }
+}
+
+/// A presented key in storable form.
+pub(crate) fn seen_key(key: &russh::keys::PublicKey) -> SeenKey {
+    SeenKey {
+        algorithm: key.algorithm().as_str().to_owned(),
+        public_key: key.to_openssh().unwrap_or_default(),
+        fingerprint: fingerprint(key),
+    }
+}

@@ -3,12 +3,11 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
 use hostwatch::{
     api::{self, AppState},
     crypto::SecretBox,
-    store::{self, notifications::NotificationHub, tokens},
+    poller::PollerSettings,
+    store::{self, tokens},
 };
 use poem::{EndpointExt, Response, endpoint::BoxEndpoint, http::StatusCode, test::TestClient};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -64,8 +63,14 @@ fn hex_id() -> String {
 }
 
 impl TestApp {
-    /// A new app on `backend`, or `None` when that backend is not available here.
+    /// A new app on `backend`, or `None` when that backend is not available here. Hosts are
+    /// not enrolled on registration (the API tests register hosts that do not exist).
     pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, false).await
+    }
+
+    /// Like [`TestApp::start`], choosing whether registration enrolls the host over SSH.
+    pub async fn start_with(backend: Backend, enroll_on_create: bool) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
         let database_url = match backend {
             Backend::Sqlite => format!(
@@ -79,11 +84,13 @@ impl TestApp {
         let secrets = SecretBox::load(None, dir.path()).unwrap();
         let admin = tokens::create(&db, "admin", false).await.unwrap();
         let reader = tokens::create(&db, "dashboard", true).await.unwrap();
-        let state = AppState {
-            db,
-            secrets: Arc::new(secrets),
-            notifications: NotificationHub::default(),
+        let settings = PollerSettings {
+            poll_timeout: std::time::Duration::from_secs(5),
+            enroll_timeout: std::time::Duration::from_secs(20),
+            enroll_on_create,
+            ..Default::default()
         };
+        let state = AppState::new(db, secrets, settings);
         let client = TestClient::new(api::app(state.clone()).map_to_response().boxed());
         Some(Self {
             dir,

@@ -1,0 +1,306 @@
+//! One SSH connection to one host on russh: dial, host-key check, authentication, and running a
+//! script on `sh -s` with its output capped.
+//!
+//! The remote command is the fixed string `sh -s`; the script travels on stdin. Nothing an
+//! operator typed (names, labels, usernames) is ever part of a command line.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use russh::{
+    ChannelMsg, Disconnect,
+    client::{self, Handle},
+    keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey},
+};
+use zeroize::Zeroizing;
+
+use super::keys::fingerprint;
+
+/// The command every exec runs; scripts are written to its stdin.
+pub const REMOTE_COMMAND: &str = "sh -s";
+
+/// How to log in.
+#[derive(Clone)]
+pub enum Auth {
+    Key(Arc<PrivateKey>),
+    Password(Arc<Zeroizing<String>>),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Key(k) => write!(f, "Key({})", k.algorithm().as_str()),
+            Self::Password(_) => f.write_str("Password(<redacted>)"),
+        }
+    }
+}
+
+/// Which host keys to accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Only the key with this fingerprint (pinned, or given at registration).
+    Fingerprint(String),
+    /// Any key (trust on first use: the caller pins what was presented).
+    AnyKey,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub address: String,
+    pub port: u16,
+    pub username: String,
+    pub auth: Auth,
+    pub host_key: HostKeyPolicy,
+}
+
+/// Why an SSH operation failed, classified for the poll log and the host's status.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("timed out after {0:?} ({1})")]
+    Timeout(Duration, &'static str),
+    #[error("host key changed: expected {expected}, the host presented {presented_fingerprint}")]
+    HostKeyMismatch {
+        expected: String,
+        presented: Box<PublicKey>,
+        presented_fingerprint: String,
+    },
+    #[error("authentication failed: {0}")]
+    AuthFailed(String),
+    #[error("output exceeded {0} bytes; the channel was closed")]
+    OutputTooLarge(usize),
+    #[error("ssh: {0}")]
+    Protocol(String),
+}
+
+impl SshError {
+    /// A short, stable class of failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Connect { .. } => "connect",
+            Self::Timeout(..) => "timeout",
+            Self::HostKeyMismatch { .. } => "host_key_mismatch",
+            Self::AuthFailed(_) => "auth_failed",
+            Self::OutputTooLarge(_) => "output_too_large",
+            Self::Protocol(_) => "protocol",
+        }
+    }
+}
+
+/// What a script run produced.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit_status: Option<u32>,
+    pub exit_signal: Option<String>,
+    pub duration: Duration,
+}
+
+/// Checks the server's key against the policy and remembers what was presented.
+struct ClientHandler {
+    policy: HostKeyPolicy,
+    presented: Arc<Mutex<Option<PublicKey>>>,
+}
+
+impl client::Handler for ClientHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            return Ok(false);
+        };
+        *self.presented.lock().expect("not poisoned") = Some(key.clone());
+        Ok(match &self.policy {
+            HostKeyPolicy::AnyKey => true,
+            HostKeyPolicy::Fingerprint(expected) => fingerprint(key) == *expected,
+        })
+    }
+}
+
+/// An authenticated connection.
+pub struct Session {
+    handle: Handle<ClientHandler>,
+    /// The host key the server presented.
+    pub host_key: PublicKey,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Session({})", fingerprint(&self.host_key))
+    }
+}
+
+fn config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        // Keepalives find a dead or half-open connection well before the inactivity limit.
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 3,
+        inactivity_timeout: Some(Duration::from_secs(90)),
+        nodelay: true,
+        ..Default::default()
+    })
+}
+
+fn protocol(e: russh::Error) -> SshError {
+    SshError::Protocol(e.to_string())
+}
+
+/// Dials and, unless `authenticate` is false, logs in. Without authentication the session is
+/// only good for reading the host key.
+pub async fn connect(target: &Target, authenticate: bool) -> Result<Session, SshError> {
+    let addr = format!("{}:{}", target.address, target.port);
+    let presented = Arc::new(Mutex::new(None));
+    let handler = ClientHandler {
+        policy: target.host_key.clone(),
+        presented: presented.clone(),
+    };
+    let stream = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+        .await
+        .map_err(|e| SshError::Connect {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
+    let mut handle = match client::connect_stream(config(), stream, handler).await {
+        Ok(h) => h,
+        Err(err) => {
+            let seen = presented.lock().expect("not poisoned").take();
+            return Err(match (err, seen, &target.host_key) {
+                (russh::Error::UnknownKey, Some(key), HostKeyPolicy::Fingerprint(expected)) => {
+                    SshError::HostKeyMismatch {
+                        expected: expected.clone(),
+                        presented_fingerprint: fingerprint(&key),
+                        presented: Box::new(key),
+                    }
+                }
+                (russh::Error::IO(e), _, _) => SshError::Connect {
+                    addr,
+                    reason: e.to_string(),
+                },
+                (russh::Error::Disconnect | russh::Error::HUP, _, _) => SshError::Connect {
+                    addr,
+                    reason: "the server closed the connection during the handshake".into(),
+                },
+                (e, _, _) => protocol(e),
+            });
+        }
+    };
+    let host_key = presented
+        .lock()
+        .expect("not poisoned")
+        .take()
+        .ok_or_else(|| SshError::Protocol("the server presented no host key".into()))?;
+    if authenticate {
+        let result = match &target.auth {
+            Auth::Password(password) => handle
+                .authenticate_password(target.username.clone(), password.as_str())
+                .await
+                .map_err(protocol)?,
+            Auth::Key(key) => {
+                let hash = if key.algorithm().is_rsa() {
+                    match handle.best_supported_rsa_hash().await.map_err(protocol)? {
+                        Some(Some(alg)) => Some(alg),
+                        // The server lists only ssh-rsa: SHA-1 signatures are not used, say so.
+                        Some(None) => {
+                            return Err(SshError::AuthFailed(
+                                "the server accepts only SHA-1 RSA signatures (ssh-rsa); hostwatch signs with rsa-sha2-256/512 only".into(),
+                            ));
+                        }
+                        // No server-sig-algs extension: rsa-sha2-256 is what every current server takes.
+                        None => Some(HashAlg::Sha256),
+                    }
+                } else {
+                    None
+                };
+                handle
+                    .authenticate_publickey(
+                        target.username.clone(),
+                        PrivateKeyWithHashAlg::new(key.clone(), hash),
+                    )
+                    .await
+                    .map_err(protocol)?
+            }
+        };
+        if !result.success() {
+            let method = match target.auth {
+                Auth::Key(_) => "key",
+                Auth::Password(_) => "password",
+            };
+            return Err(SshError::AuthFailed(format!(
+                "the server refused the {method} for user {:?}",
+                target.username
+            )));
+        }
+    }
+    Ok(Session { handle, host_key })
+}
+
+impl Session {
+    /// Whether the connection is gone (closed, or keepalives went unanswered).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// Runs `script` on `sh -s`, collecting at most `cap` bytes of stdout (and of stderr).
+    /// Past the cap the channel is closed and the run fails.
+    pub async fn run_script(&self, script: &[u8], cap: usize) -> Result<ExecOutput, SshError> {
+        let started = Instant::now();
+        let mut channel = self.handle.channel_open_session().await.map_err(protocol)?;
+        channel.exec(true, REMOTE_COMMAND).await.map_err(protocol)?;
+        channel
+            .data_bytes(script.to_vec())
+            .await
+            .map_err(protocol)?;
+        channel.eof().await.map_err(protocol)?;
+        let mut out = ExecOutput {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            exit_status: None,
+            exit_signal: None,
+            duration: Duration::ZERO,
+        };
+        // EOF, exit status and close arrive in any order: read until the channel is gone.
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => {
+                    if out.stdout.len() + data.len() > cap {
+                        let _ = channel.close().await;
+                        return Err(SshError::OutputTooLarge(cap));
+                    }
+                    out.stdout.extend_from_slice(&data);
+                }
+                ChannelMsg::ExtendedData { data, .. } => {
+                    let room = cap.saturating_sub(out.stderr.len());
+                    out.stderr.extend_from_slice(&data[..data.len().min(room)]);
+                }
+                ChannelMsg::ExitStatus { exit_status } => out.exit_status = Some(exit_status),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    out.exit_signal = Some(format!("{signal_name:?}"))
+                }
+                ChannelMsg::Failure => {
+                    return Err(SshError::Protocol(
+                        "the server refused to run the command".into(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        out.duration = started.elapsed();
+        Ok(out)
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(&self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}

@@ -1,0 +1,251 @@
+//! One persistent, authenticated connection per host, reused by every poll.
+//!
+//! Each host has a slot guarded by its own lock, so hosts never wait on each other and a host's
+//! polls never overlap. A connection that died (closed, keepalives unanswered, exec failing) is
+//! re-dialled once within the same poll; a host whose dials keep failing is re-dialled with
+//! exponential backoff rather than on every poll. Changing a host's address, login or key (its
+//! "identity") drops the old connection.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use russh::keys::PublicKey;
+use tokio::time::Instant;
+
+use super::client::{self, ExecOutput, Session, SshError, Target};
+
+/// Longest wait between dials of a failing host; authentication failures wait longer, since
+/// retrying a refused login achieves nothing until someone changes it.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+const MAX_AUTH_BACKOFF: Duration = Duration::from_secs(300);
+
+#[derive(Default)]
+struct SlotState {
+    session: Option<Session>,
+    identity: String,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// The per-host connections.
+#[derive(Default)]
+pub struct SshPool {
+    slots: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<SlotState>>>>,
+}
+
+impl std::fmt::Debug for SshPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SshPool({} hosts)",
+            self.slots.lock().expect("not poisoned").len()
+        )
+    }
+}
+
+/// One script to run through the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    pub script: &'a [u8],
+    /// Most bytes of output accepted.
+    pub cap: usize,
+    pub deadline: Instant,
+    /// Dial even during backoff (an operator asked).
+    pub force: bool,
+}
+
+/// The result of a script run through the pool.
+#[derive(Debug)]
+pub struct PoolRun {
+    pub output: ExecOutput,
+    pub host_key: PublicKey,
+    /// Whether this run had to dial (first use, or the old connection was dead).
+    pub dialled: bool,
+}
+
+/// Why a run did not happen or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error("not re-dialled yet: waiting {0:?} after repeated failures (last: {1})")]
+    Backoff(Duration, String),
+}
+
+impl PoolError {
+    /// A short, stable class of failure.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Ssh(e) => e.kind(),
+            Self::Backoff(..) => "backoff",
+        }
+    }
+}
+
+fn backoff(failures: u32, auth: bool) -> Duration {
+    let cap = if auth { MAX_AUTH_BACKOFF } else { MAX_BACKOFF };
+    Duration::from_secs(1u64 << failures.min(16).saturating_sub(1)).min(cap)
+}
+
+impl SshPool {
+    fn slot(&self, host_id: i64) -> Arc<tokio::sync::Mutex<SlotState>> {
+        self.slots
+            .lock()
+            .expect("not poisoned")
+            .entry(host_id)
+            .or_default()
+            .clone()
+    }
+
+    /// Drops a host's connection (deleted, re-keyed, credentials replaced).
+    pub async fn forget(&self, host_id: i64) {
+        let slot = self.slots.lock().expect("not poisoned").remove(&host_id);
+        if let Some(slot) = slot
+            && let Some(session) = slot.lock().await.session.take()
+        {
+            session.close().await;
+        }
+    }
+
+    /// Whether a host currently holds a live connection.
+    pub async fn is_connected(&self, host_id: i64) -> bool {
+        let slot = self
+            .slots
+            .lock()
+            .expect("not poisoned")
+            .get(&host_id)
+            .cloned();
+        match slot {
+            Some(slot) => slot
+                .lock()
+                .await
+                .session
+                .as_ref()
+                .is_some_and(|s| !s.is_closed()),
+            None => false,
+        }
+    }
+
+    /// Runs `job.script` on the host, dialling when needed, all before `job.deadline`.
+    /// `identity` names the target's address, login and credentials; a different one drops the
+    /// old connection.
+    pub async fn run(
+        &self,
+        host_id: i64,
+        target: &Target,
+        identity: &str,
+        job: Job<'_>,
+    ) -> Result<PoolRun, PoolError> {
+        let Job {
+            script,
+            cap,
+            deadline,
+            force,
+        } = job;
+        let slot = self.slot(host_id);
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let mut state = tokio::time::timeout_at(deadline, slot.lock())
+            .await
+            .map_err(|_| SshError::Timeout(budget, "waiting for the host's previous poll"))?;
+        if state.identity != identity {
+            if let Some(old) = state.session.take() {
+                old.close().await;
+            }
+            *state = SlotState {
+                identity: identity.to_owned(),
+                ..Default::default()
+            };
+        }
+
+        if let Some(session) = state.session.take().filter(|s| !s.is_closed()) {
+            match tokio::time::timeout_at(deadline, session.run_script(script, cap)).await {
+                Ok(Ok(output)) => {
+                    let host_key = session.host_key.clone();
+                    state.session = Some(session);
+                    return Ok(PoolRun {
+                        output,
+                        host_key,
+                        dialled: false,
+                    });
+                }
+                Ok(Err(err @ SshError::OutputTooLarge(_))) => {
+                    // The host misbehaved, not the connection: keep it.
+                    state.session = Some(session);
+                    return Err(err.into());
+                }
+                Ok(Err(err)) => {
+                    tracing::info!(host_id, error = %err, "connection failed; re-dialling");
+                    session.close().await;
+                }
+                Err(_) => {
+                    session.close().await;
+                    return Err(SshError::Timeout(budget, "running the script").into());
+                }
+            }
+        }
+
+        if let Some(retry_at) = state.retry_at.filter(|at| !force && *at > Instant::now()) {
+            let last = state.last_error.clone().unwrap_or_default();
+            return Err(PoolError::Backoff(retry_at - Instant::now(), last));
+        }
+        let dialled = tokio::time::timeout_at(deadline, client::connect(target, true))
+            .await
+            .unwrap_or_else(|_| Err(SshError::Timeout(budget, "connecting and authenticating")));
+        let session = match dialled {
+            Ok(session) => session,
+            Err(err) => {
+                state.failures += 1;
+                state.retry_at = Some(
+                    Instant::now()
+                        + backoff(state.failures, matches!(err, SshError::AuthFailed(_))),
+                );
+                state.last_error = Some(err.to_string());
+                return Err(err.into());
+            }
+        };
+        state.failures = 0;
+        state.retry_at = None;
+        state.last_error = None;
+        match tokio::time::timeout_at(deadline, session.run_script(script, cap)).await {
+            Ok(Ok(output)) => {
+                let host_key = session.host_key.clone();
+                state.session = Some(session);
+                Ok(PoolRun {
+                    output,
+                    host_key,
+                    dialled: true,
+                })
+            }
+            Ok(Err(err)) => {
+                if matches!(err, SshError::OutputTooLarge(_)) {
+                    state.session = Some(session);
+                } else {
+                    session.close().await;
+                }
+                Err(err.into())
+            }
+            Err(_) => {
+                session.close().await;
+                Err(SshError::Timeout(budget, "running the script").into())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1, false), Duration::from_secs(1));
+        assert_eq!(backoff(2, false), Duration::from_secs(2));
+        assert_eq!(backoff(5, false), Duration::from_secs(16));
+        assert_eq!(backoff(30, false), MAX_BACKOFF);
+        assert_eq!(backoff(30, true), MAX_AUTH_BACKOFF);
+    }
+}
