@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, and every test on SQLite and on a throwaway
 # PostgreSQL started here on a loopback port. Installs what the tests need first (Debian):
-# openssh-client/openssh-server for the SSH tests, dash and busybox for the probe's shells,
+# openssh-client/openssh-server (and sudo, openssl for the test users) for the SSH tests, which
+# start a real sshd on loopback; dash and busybox for the probe's shells;
 # PostgreSQL's server binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ command -v ssh-keygen >/dev/null 2>&1 || need_packages+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need_packages+=(openssh-server)
 command -v busybox >/dev/null 2>&1 || need_packages+=(busybox)
 command -v dash >/dev/null 2>&1 || need_packages+=(dash)
+command -v sudo >/dev/null 2>&1 || need_packages+=(sudo)
+command -v openssl >/dev/null 2>&1 || need_packages+=(openssl)
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ] || need_packages+=(postgresql)
 if [ ${#need_packages[@]} -gt 0 ]; then
@@ -47,4 +50,11 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test (SQLite and PostgreSQL)"
-cargo test --workspace -- --test-threads 4
+results="$pg_dir/test-output"
+set +e
+cargo test --workspace -- --test-threads 4 2>&1 | tee "$results"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo's last lines are per-binary, often 0-test doctests).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' "$results"
+exit "$status"

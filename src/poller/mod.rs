@@ -143,9 +143,16 @@ impl Poller {
             (None, Some(fp)) => HostKeyPolicy::Fingerprint(fp.clone()),
             (None, None) => HostKeyPolicy::AnyKey,
         };
+        // Pinning the key seen on first use is not a reason to re-dial; re-trusting a key
+        // drops the connection explicitly (see `trust_host_key`).
         let identity = format!(
             "{}|{}|{}|{}|{}|{:?}",
-            host.address, host.port, host.username, login.credential_id, login.updated_at, host_key
+            host.address,
+            host.port,
+            host.username,
+            login.credential_id,
+            login.updated_at,
+            host.expected_host_key_fingerprint
         );
         let target = Target {
             address: host.address.clone(),

@@ -229,12 +229,15 @@ pub async fn connect(target: &Target, authenticate: bool) -> Result<Session, Ssh
             }
         };
         if !result.success() {
-            let method = match target.auth {
-                Auth::Key(_) => "key",
-                Auth::Password(_) => "password",
+            let what = match &target.auth {
+                Auth::Password(_) => "password".to_owned(),
+                Auth::Key(key) if key.algorithm().is_rsa() => {
+                    "RSA key (signed with rsa-sha2-256/512; SHA-1 ssh-rsa signatures are never used)".to_owned()
+                }
+                Auth::Key(key) => format!("{} key", key.algorithm().as_str()),
             };
             return Err(SshError::AuthFailed(format!(
-                "the server refused the {method} for user {:?}",
+                "the server refused the {what} for user {:?}",
                 target.username
             )));
         }

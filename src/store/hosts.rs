@@ -284,8 +284,8 @@ async fn views(db: &impl ConnectionTrait, hosts: Vec<host::Model>) -> Result<Vec
         .collect())
 }
 
-/// Applies a partial update. Replacing credentials clears an `auth_failed` status, since the
-/// old failure says nothing about the new login.
+/// Applies a partial update. A status such as `auth_failed` stays until a poll with the new
+/// settings proves otherwise (and then its resolution is notified).
 pub async fn update(
     db: &DatabaseConnection,
     secrets: &SecretBox,
@@ -333,12 +333,6 @@ pub async fn update(
         sealed_credential(secrets, id, credential)?
             .insert(&txn)
             .await?;
-        if current.status == "auth_failed" {
-            model.status = Set(status::PENDING.into());
-            model.status_message = Set(Some(
-                "credentials replaced; waiting for the next poll".into(),
-            ));
-        }
     }
     if let Some(labels) = &changes.labels {
         replace_labels(&txn, id, labels).await?;

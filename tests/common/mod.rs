@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use hostwatch::{
     api::{self, AppState},
     crypto::SecretBox,
@@ -54,6 +56,15 @@ pub async fn postgres_url() -> Option<String> {
     admin.close().await.ok();
     let base = server.rsplit_once('/').expect("URL has a database path").0;
     Some(format!("{base}/{name}"))
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn hex_id() -> String {
