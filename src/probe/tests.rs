@@ -364,6 +364,30 @@ fn mounts_decode_escapes() {
         Some("tmpfs")
     );
     assert_eq!(df::unescape_octal(r"a\134b\777c\04"), "a\\b\\777c\\04");
+
+    // Escaped spaces in the source and the mount point, a double and a trailing space, `%`.
+    let m = df::parse_mounts(&fixture("proc/local-awkward2-mounts-subset"));
+    for mount in [
+        "/tmp/dftest2/mnt/cifs share",
+        "/tmp/dftest2/b1  b2",
+        "/tmp/dftest2/trailing space ",
+        "/tmp/dftest2/50% full",
+        "/tmp/dftest2/ 123 456 7%",
+    ] {
+        assert_eq!(m.get(mount).map(String::as_str), Some("tmpfs"), "{mount:?}");
+    }
+    // The mount points of the awkward df output find their types.
+    let df_rows = df::parse_df(&fixture("df/local-awkward2-gnu-df-Pk.txt"));
+    assert!(
+        df_rows.iter().all(|r| m.contains_key(&r.mount)),
+        "{df_rows:?}"
+    );
+
+    // The same device mounted several times, trailing slashes, cgroups.
+    let m = df::parse_mounts(&fixture("proc/sysstat-root2-mounts"));
+    assert_eq!(m.get("/srv1/").map(String::as_str), Some("ext4"));
+    assert_eq!(m.get("/srv2/data").map(String::as_str), Some("ext4"));
+    assert!(m.values().any(|t| t == "cgroup2") || m.values().any(|t| t == "cgroup"));
 }
 
 #[test]
@@ -395,6 +419,20 @@ fn nvidia_fixtures() {
     assert_eq!(rtx.fan_pct, Some(0.0), "0 RPM mode is a real 0");
     assert!((rtx.memory_used_pct.unwrap() - 1474.0 * 100.0 / 16376.0).abs() < 1e-9);
 
+    // The same row with a header and units (`--format=csv`): the header is skipped, units read.
+    let with_units = nvidia::parse_nvidia(&fixture("nvidia-smi/derived-h100-mig-idle-subset.csv"));
+    assert_eq!(with_units, h100);
+
+    // Full query dumps (212 and 239 columns) are not our query: nothing is guessed from them.
+    assert!(
+        nvidia::parse_nvidia(&fixture("nvidia-smi/h100-mig-idle-query-gpu-full.csv")).is_empty()
+    );
+    assert!(
+        nvidia::parse_nvidia(&fixture(
+            "nvidia-smi/windows-rtx2080super-610.62-load-query-gpu-full.csv"
+        ))
+        .is_empty()
+    );
     // A CSV with a header and other columns is not our query: nothing is guessed from it.
     assert!(nvidia::parse_nvidia(&fixture("nvidia-smi/tesla-p100-header-nounits.csv")).is_empty());
 }
