@@ -41,6 +41,17 @@ async fn wait_enrollment(app: &TestApp, id: i64) -> Value {
     }
 }
 
+/// Authorizes a new ed25519 key on `sshd`, registers a host with it, and waits for its
+/// (successful) enrollment.
+async fn enrolled_host(app: &TestApp, sshd: &Sshd, name: &str) -> i64 {
+    let (key, public) = sshd::client_key("ed25519", "");
+    sshd.authorize(&public);
+    let id = register(app, key_host(name, sshd, "hwtest", &key)).await;
+    let run = wait_enrollment(app, id).await;
+    assert_eq!(run["ok"], true, "{run}");
+    id
+}
+
 async fn poll(app: &TestApp, id: i64) -> (StatusCode, Value) {
     app.post(&format!("/api/v1/hosts/{id}/poll"), json!({}))
         .await
@@ -309,11 +320,8 @@ async fn wrong_key_is_auth_failed_once_then_recovers() {
 #[tokio::test]
 async fn host_key_change_refuses_until_trusted() {
     let mut sshd = Sshd::start();
-    let (key, public) = sshd::client_key("ed25519", "");
-    sshd.authorize(&public);
     let app = app().await;
-    let id = register(&app, key_host("hk", &sshd, "hwtest", &key)).await;
-    assert_eq!(wait_enrollment(&app, id).await["ok"], true);
+    let id = enrolled_host(&app, &sshd, "hk").await;
     assert_eq!(poll(&app, id).await.0, StatusCode::OK);
     let old = sshd.fingerprint();
 
@@ -410,11 +418,8 @@ async fn expected_fingerprint_is_checked_on_first_contact() {
 #[tokio::test]
 async fn closed_port_and_silent_listener_fail_within_the_deadline() {
     let sshd = Sshd::start();
-    let (key, public) = sshd::client_key("ed25519", "");
-    sshd.authorize(&public);
     let app = std::sync::Arc::new(app().await);
-    let healthy = register(&app, key_host("healthy", &sshd, "hwtest", &key)).await;
-    assert_eq!(wait_enrollment(&app, healthy).await["ok"], true);
+    let healthy = enrolled_host(&app, &sshd, "healthy").await;
 
     let closed = register(&app, json!({"name": "closed", "address": "127.0.0.1", "port": common::free_port(), "username": "hwtest", "password": "x"})).await;
     let run = wait_enrollment(&app, closed).await;
@@ -478,11 +483,8 @@ async fn closed_port_and_silent_listener_fail_within_the_deadline() {
 #[tokio::test]
 async fn a_silent_enrolled_host_times_out_at_the_poll_deadline() {
     let mut sshd = Sshd::start();
-    let (key, public) = sshd::client_key("ed25519", "");
-    sshd.authorize(&public);
     let app = app().await;
-    let id = register(&app, key_host("goes-mute", &sshd, "hwtest", &key)).await;
-    assert_eq!(wait_enrollment(&app, id).await["ok"], true);
+    let id = enrolled_host(&app, &sshd, "goes-mute").await;
     assert_eq!(poll(&app, id).await.0, StatusCode::OK);
     // sshd goes away and a listener that never speaks takes its port.
     sshd.stop();
@@ -528,11 +530,8 @@ async fn flooding_host_hits_the_output_cap() {
 #[tokio::test]
 async fn sshd_restart_is_redialled_on_the_next_poll() {
     let mut sshd = Sshd::start();
-    let (key, public) = sshd::client_key("ed25519", "");
-    sshd.authorize(&public);
     let app = app().await;
-    let id = register(&app, key_host("restart", &sshd, "hwtest", &key)).await;
-    assert_eq!(wait_enrollment(&app, id).await["ok"], true);
+    let id = enrolled_host(&app, &sshd, "restart").await;
     let (_, first) = poll(&app, id).await;
     assert_eq!(
         first["new_connection"], false,
