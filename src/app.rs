@@ -15,6 +15,7 @@ use crate::{
     crypto::{self, SecretBox},
     error::{Error, Result},
     poller::PollerSettings,
+    scheduler::PollScheduler,
     store::{self, tokens},
 };
 
@@ -113,6 +114,32 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Deletes history older than `retention`, now and then every ten minutes, until `stop`.
+pub async fn retention_loop(
+    db: DatabaseConnection,
+    retention: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let cutoff = store::now_ms() - retention.as_millis() as i64;
+        match store::retention::purge(&db, cutoff).await {
+            Ok(p) if p != Default::default() => tracing::info!(
+                samples = p.samples,
+                polls = p.polls,
+                url_results = p.url_results,
+                "retention purge"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+        }
+    }
+}
+
 /// `hostwatch serve`.
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let (db, secrets) = open(&args.storage).await?;
@@ -120,14 +147,22 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     ensure_admin_token(&db, &args.storage.data_dir).await?;
     let settings = PollerSettings {
         poll_timeout: args.poll_timeout,
+        unreachable_after: args.unreachable_after,
         ..Default::default()
     };
-    let state = AppState::new(db.clone(), secrets, settings);
+    let mut state = AppState::new(db.clone(), secrets, settings);
+    let scheduler = PollScheduler::start(state.poller.clone(), args.max_concurrent_polls).await?;
+    state.scheduler = Some(scheduler.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let retention = tokio::spawn(retention_loop(db.clone(), args.retention, stop_rx));
+
     let running = start(args.listen, state, shutdown_signal()).await?;
     tracing::info!(addr = %running.addr, "listening; Swagger UI at http://{}/docs", running.addr);
-    running
-        .task
-        .await
+    let served = running.task.await;
+    scheduler.shutdown().await;
+    let _ = stop_tx.send(true);
+    let _ = retention.await;
+    served
         .map_err(|e| Error::io("server task", std::io::Error::other(e)))?
         .map_err(|e| Error::io("serving", e))?;
     db.close().await?;

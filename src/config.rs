@@ -81,6 +81,15 @@ pub struct ServeArgs {
     /// Deadline of one poll (dial, login, probe, read), e.g. `30s`.
     #[arg(long, env = "HOSTWATCH_POLL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub poll_timeout: std::time::Duration,
+    /// How long metric samples, poll records and URL-check results are kept, e.g. `7d`.
+    #[arg(long, env = "HOSTWATCH_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub retention: std::time::Duration,
+    /// Polls running at the same time, across all hosts.
+    #[arg(long, env = "HOSTWATCH_MAX_CONCURRENT_POLLS", default_value_t = 128)]
+    pub max_concurrent_polls: usize,
+    /// Failed polls in a row before a host's `host_unreachable` alert fires.
+    #[arg(long, env = "HOSTWATCH_UNREACHABLE_AFTER", default_value_t = 3)]
+    pub unreachable_after: u32,
     #[command(flatten)]
     pub storage: StorageArgs,
 }
@@ -107,7 +116,7 @@ impl StorageArgs {
     }
 }
 
-/// Parses `500ms`, `30s`, `2m` or a plain number of seconds.
+/// Parses `500ms`, `30s`, `2m`, `12h`, `7d` or a plain number of seconds.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let (number, unit) = text.trim().split_at(
         text.trim()
@@ -121,7 +130,9 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         "" | "s" => std::time::Duration::from_secs(n),
         "ms" => std::time::Duration::from_millis(n),
         "m" => std::time::Duration::from_secs(n * 60),
-        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
+        "h" => std::time::Duration::from_secs(n * 3600),
+        "d" => std::time::Duration::from_secs(n * 86400),
+        _ => return Err(format!("{text:?}: unit must be ms, s, m, h or d")),
     };
     if d.is_zero() {
         Err("must be more than zero".into())

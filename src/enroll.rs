@@ -228,6 +228,7 @@ pub async fn enroll(
                     kind: "enrollment_failed".into(),
                     level: "warning".into(),
                     state: "firing".into(),
+                    event: Some("fired".into()),
                     title: format!("Enrollment of {} failed", host.name),
                     message: format!("{} ({}:{}): {message}", host.name, host.address, host.port),
                     ..Default::default()

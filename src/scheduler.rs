@@ -1,8 +1,37 @@
-//! Schedules: 6-field cron expressions (with seconds), validated with the exact parser and
-//! settings tokio-cron-scheduler uses, so a schedule the API accepts is one the scheduler runs.
-//! (The `cron` crate numbers weekdays differently and would accept other strings.)
+//! The scheduler: one tokio-cron-scheduler job per enabled host, from its 6-field cron schedule.
+//!
+//! Schedules are validated with the exact parser and settings tokio-cron-scheduler uses, so a
+//! schedule the API accepts is one the scheduler runs (the `cron` crate numbers weekdays
+//! differently and would accept other strings). A job never overlaps itself: a tick that finds
+//! the previous poll still running is skipped and recorded as an overrun. A global semaphore
+//! bounds concurrent polls, and each host starts at a fixed offset within its period so a fleet
+//! on the same schedule does not fire in the same second.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
 
 use croner::parser::{CronParser, Seconds};
+use entity::{host, poll};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use tokio::sync::Semaphore;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use uuid::Uuid;
+
+use crate::{
+    error::{Error, Result},
+    poller::{PollError, Poller},
+    store::now_ms,
+};
+
+fn parser() -> CronParser {
+    CronParser::builder()
+        .seconds(Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+}
 
 /// Checks that `schedule` is a 6-field cron expression the scheduler accepts.
 pub fn validate_schedule(schedule: &str) -> Result<(), String> {
@@ -12,13 +41,30 @@ pub fn validate_schedule(schedule: &str) -> Result<(), String> {
             "expected 6 fields (second minute hour day-of-month month day-of-week), got {fields}"
         ));
     }
-    CronParser::builder()
-        .seconds(Seconds::Required)
-        .dom_and_dow(true)
-        .build()
+    parser()
         .parse(schedule)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// The time between two runs of `schedule` from now (for spreading start times).
+pub fn period(schedule: &str) -> Option<Duration> {
+    let cron = parser().parse(schedule).ok()?;
+    let now = chrono::Utc::now();
+    let first = cron.find_next_occurrence(&now, false).ok()?;
+    let second = cron.find_next_occurrence(&first, false).ok()?;
+    (second - first).to_std().ok()
+}
+
+/// A host's fixed start offset within its period: up to half the period, at most 10 s.
+pub fn start_offset(host_id: i64, period: Duration) -> Duration {
+    let window = (period / 2).min(Duration::from_secs(10)).as_millis() as u64;
+    if window == 0 {
+        return Duration::ZERO;
+    }
+    // Multiplicative hashing spreads consecutive ids evenly over the window.
+    let spread = (host_id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % window;
+    Duration::from_millis(spread)
 }
 
 /// The default schedule, every 60 s, at a second of the minute derived from `seed` (the name),
@@ -31,9 +77,201 @@ pub fn default_schedule(seed: &str) -> String {
     format!("{} * * * * *", hash % 60)
 }
 
+/// Removes a host from the running set when its poll ends, however it ends.
+struct RunningGuard {
+    running: Arc<Mutex<HashSet<i64>>>,
+    host_id: i64,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .expect("not poisoned")
+            .remove(&self.host_id);
+    }
+}
+
+/// Polls every enabled host on its schedule.
+pub struct PollScheduler {
+    sched: JobScheduler,
+    poller: Arc<Poller>,
+    jobs: tokio::sync::Mutex<HashMap<i64, (Uuid, String)>>,
+    running: Arc<Mutex<HashSet<i64>>>,
+    permits: Arc<Semaphore>,
+    me: Weak<PollScheduler>,
+}
+
+impl std::fmt::Debug for PollScheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PollScheduler({} running)",
+            self.running.lock().expect("not poisoned").len()
+        )
+    }
+}
+
+fn sched_err(e: tokio_cron_scheduler::JobSchedulerError) -> Error {
+    Error::io("scheduler", std::io::Error::other(e.to_string()))
+}
+
+impl PollScheduler {
+    /// Starts the scheduler with a job for every enabled host.
+    pub async fn start(poller: Arc<Poller>, max_concurrent_polls: usize) -> Result<Arc<Self>> {
+        let sched = JobScheduler::new().await.map_err(sched_err)?;
+        sched.start().await.map_err(sched_err)?;
+        let this = Arc::new_cyclic(|me| Self {
+            sched,
+            poller,
+            jobs: Default::default(),
+            running: Default::default(),
+            permits: Arc::new(Semaphore::new(max_concurrent_polls.max(1))),
+            me: me.clone(),
+        });
+        let hosts = host::Entity::find().all(&this.poller.db).await?;
+        let count = hosts.len();
+        for h in hosts {
+            this.apply(&h).await?;
+        }
+        tracing::info!(hosts = count, "scheduler started");
+        Ok(this)
+    }
+
+    /// Brings a host's job in line with its row: added, re-scheduled, or removed (deleted or
+    /// disabled hosts).
+    pub async fn sync_host(&self, host_id: i64) -> Result<()> {
+        match host::Entity::find_by_id(host_id)
+            .one(&self.poller.db)
+            .await?
+        {
+            Some(h) => self.apply(&h).await,
+            None => self.remove_host(host_id).await,
+        }
+    }
+
+    async fn apply(&self, h: &host::Model) -> Result<()> {
+        if !h.enabled {
+            return self.remove_host(h.id).await;
+        }
+        let mut jobs = self.jobs.lock().await;
+        if jobs.get(&h.id).is_some_and(|(_, s)| *s == h.schedule) {
+            return Ok(());
+        }
+        if let Some((old, _)) = jobs.remove(&h.id) {
+            self.sched.remove(&old).await.map_err(sched_err)?;
+        }
+        let me = self.me.clone();
+        let host_id = h.id;
+        let offset = period(&h.schedule)
+            .map(|p| start_offset(host_id, p))
+            .unwrap_or_default();
+        let job = Job::new_async(h.schedule.as_str(), move |_, _| {
+            let me = me.clone();
+            Box::pin(async move {
+                if let Some(me) = me.upgrade() {
+                    me.tick(host_id, offset, false).await;
+                }
+            })
+        })
+        .map_err(sched_err)?;
+        let id = self.sched.add(job).await.map_err(sched_err)?;
+        jobs.insert(h.id, (id, h.schedule.clone()));
+        Ok(())
+    }
+
+    /// Removes a host's job.
+    pub async fn remove_host(&self, host_id: i64) -> Result<()> {
+        if let Some((id, _)) = self.jobs.lock().await.remove(&host_id) {
+            self.sched.remove(&id).await.map_err(sched_err)?;
+        }
+        Ok(())
+    }
+
+    /// Polls a host as soon as a slot is free (used for a new host: it is enrolled, then
+    /// polled), through the same overlap guard as scheduled polls.
+    pub async fn poll_now(&self, host_id: i64) {
+        self.tick(host_id, Duration::ZERO, true).await;
+    }
+
+    /// How many hosts have a job.
+    pub async fn scheduled(&self) -> usize {
+        self.jobs.lock().await.len()
+    }
+
+    async fn tick(&self, host_id: i64, offset: Duration, force: bool) {
+        if !self.running.lock().expect("not poisoned").insert(host_id) {
+            self.record_overrun(host_id).await;
+            return;
+        }
+        let guard = RunningGuard {
+            running: self.running.clone(),
+            host_id,
+        };
+        let poller = self.poller.clone();
+        let permits = self.permits.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            tokio::time::sleep(offset).await;
+            let Ok(_permit) = permits.acquire_owned().await else {
+                return;
+            };
+            match poller.poll(host_id, force).await {
+                Ok(_) | Err(PollError::Refused(_)) => {}
+                Err(e) => tracing::debug!(host_id, error = %e, "poll failed"),
+            }
+        });
+    }
+
+    async fn record_overrun(&self, host_id: i64) {
+        let row = poll::ActiveModel {
+            host_id: Set(host_id),
+            started_at: Set(now_ms()),
+            duration_ms: Set(0),
+            outcome: Set("skipped_overrun".into()),
+            error_kind: Set(Some("overrun".into())),
+            error: Set(Some(
+                "the previous poll was still running; this tick was skipped".into(),
+            )),
+            ..Default::default()
+        };
+        if let Err(e) = row.insert(&self.poller.db).await {
+            tracing::warn!(host_id, error = %e, "could not record an overrun");
+        }
+    }
+
+    /// Stops scheduling (polls in flight finish on their own deadlines).
+    pub async fn shutdown(&self) {
+        let mut sched = self.sched.clone();
+        if let Err(e) = sched.shutdown().await {
+            tracing::warn!(error = %e, "scheduler shutdown");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periods_and_offsets() {
+        assert_eq!(period("*/10 * * * * *"), Some(Duration::from_secs(10)));
+        assert_eq!(period("0 * * * * *"), Some(Duration::from_secs(60)));
+        let offsets: HashSet<u128> = (1..=1000)
+            .map(|id| start_offset(id, Duration::from_secs(10)).as_millis())
+            .collect();
+        assert!(
+            offsets.len() > 900,
+            "offsets spread over 5 s: {} distinct",
+            offsets.len()
+        );
+        assert!(offsets.iter().all(|o| *o < 5000));
+        assert_eq!(
+            start_offset(7, Duration::from_secs(3600)),
+            start_offset(7, Duration::from_secs(3600))
+        );
+        assert!(start_offset(7, Duration::from_secs(3600)) < Duration::from_secs(10));
+    }
 
     #[test]
     fn accepts_six_fields() {

@@ -14,6 +14,8 @@ pub struct Model {
     pub label: Option<String>,
     pub level: String,
     pub state: String,
+    /// fired, escalated, de-escalated, reminder or resolved.
+    pub event: Option<String>,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub title: String,

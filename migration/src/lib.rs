@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_initial;
 mod m20261121_000002_service_secrets;
+mod m20261121_000003_notification_event;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_initial::Migration),
             Box::new(m20261121_000002_service_secrets::Migration),
+            Box::new(m20261121_000003_notification_event::Migration),
         ]
     }
 }

@@ -1,7 +1,9 @@
-//! Alerts: the metrics thresholds apply to, their defaults, and (in `machine`, coming with the
-//! polling loop) the state machine that turns values into notifications.
+//! Alerts: the metrics thresholds apply to, their defaults, and (in `machine`) the state machine
+//! that turns values into notifications.
 //!
 //! Pure: nothing here touches the database, SSH or the API.
+
+pub mod machine;
 
 /// Which side of a threshold is bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

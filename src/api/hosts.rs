@@ -383,7 +383,12 @@ impl HostsApi {
         tracing::info!(host_id = view.host.id, name = %view.host.name, by = %auth.0.name, "host registered");
         // Enrollment runs in the background: registration answers at once, the transcript
         // appears at GET /hosts/{id}/enrollment.
-        if self.0.poller.settings.enroll_on_create {
+        if let Some(scheduler) = self.0.scheduler.clone() {
+            // The new host is scheduled and enrolled, then polled, at once.
+            self.0.host_changed(view.host.id).await;
+            let host_id = view.host.id;
+            tokio::spawn(async move { scheduler.poll_now(host_id).await });
+        } else if self.0.poller.settings.enroll_on_create {
             let poller = self.0.poller.clone();
             let host_id = view.host.id;
             tokio::spawn(async move {
@@ -447,6 +452,7 @@ impl HostsApi {
         auth.require_write()?;
         let changes = body.0.validate()?;
         let view = store::update(&self.0.db, &self.0.secrets, id.0, changes).await?;
+        self.0.host_changed(id.0).await;
         Ok(HostResponse::Ok(Json(view.into())))
     }
 
@@ -457,6 +463,7 @@ impl HostsApi {
     async fn delete(&self, auth: Token, id: Path<i64>) -> ApiResult<DeleteHostResponse> {
         auth.require_write()?;
         store::delete(&self.0.db, id.0).await?;
+        self.0.host_changed(id.0).await;
         self.0.poller.pool.forget(id.0).await;
         tracing::info!(host_id = id.0, by = %auth.0.name, "host deleted");
         Ok(DeleteHostResponse::Deleted)

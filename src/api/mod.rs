@@ -24,6 +24,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     crypto::SecretBox,
     poller::{Poller, PollerSettings},
+    scheduler::PollScheduler,
     store::notifications::NotificationHub,
 };
 
@@ -35,6 +36,8 @@ pub struct AppState {
     pub secrets: Arc<SecretBox>,
     pub notifications: NotificationHub,
     pub poller: Arc<Poller>,
+    /// Present when hosts are polled on their schedules (`serve`); absent in API-only uses.
+    pub scheduler: Option<Arc<PollScheduler>>,
 }
 
 impl AppState {
@@ -54,6 +57,16 @@ impl AppState {
             secrets,
             notifications,
             poller,
+            scheduler: None,
+        }
+    }
+
+    /// Keeps a host's scheduled job in line with its row after a change.
+    pub async fn host_changed(&self, host_id: i64) {
+        if let Some(s) = &self.scheduler
+            && let Err(e) = s.sync_host(host_id).await
+        {
+            tracing::error!(host_id, error = %e, "could not update the host's schedule");
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Notification {
     pub level: String,
     /// `firing` or `resolved`.
     pub state: String,
+    /// The transition recorded: `fired`, `escalated`, `de-escalated`, `reminder`, `resolved`.
+    pub event: Option<String>,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub title: String,
@@ -74,6 +76,7 @@ impl From<notification::Model> for Notification {
             label: n.label,
             level: n.level,
             state: n.state,
+            event: n.event,
             value: n.value,
             threshold: n.threshold,
             title: n.title,

@@ -111,6 +111,7 @@ impl PollingApi {
         auth.require_write()?;
         hosts::get(&self.0.db, id.0).await?;
         let key = self.0.poller.trust_host_key(id.0).await?;
+        self.0.host_changed(id.0).await;
         tracing::warn!(host_id = id.0, fingerprint = %key.fingerprint, by = %auth.0.name, "host key trusted");
         Ok(TrustResponse::Ok(Json(HostKeyInfo {
             algorithm: key.algorithm,

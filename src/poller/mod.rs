@@ -5,6 +5,7 @@
 //! exec and read. A failure is recorded as that host's poll and status; it never affects other
 //! hosts.
 
+pub mod alerting;
 pub mod local;
 
 use std::{sync::Arc, time::Duration};
@@ -50,8 +51,10 @@ pub struct PollerSettings {
     pub enroll_timeout: Duration,
     /// Most bytes of probe output accepted.
     pub output_cap: usize,
-    /// Enroll a host in the background as soon as it is registered.
+    /// Enroll a host in the background as soon as it is registered (when no scheduler does).
     pub enroll_on_create: bool,
+    /// Failed polls in a row before `host_unreachable` fires.
+    pub unreachable_after: u32,
 }
 
 impl Default for PollerSettings {
@@ -61,6 +64,7 @@ impl Default for PollerSettings {
             enroll_timeout: Duration::from_secs(60),
             output_cap: 1 << 20,
             enroll_on_create: true,
+            unreachable_after: 3,
         }
     }
 }
@@ -264,6 +268,7 @@ impl Poller {
                     kind: new_status.to_owned(),
                     level: level.to_owned(),
                     state: "firing".into(),
+                    event: Some("fired".into()),
                     title,
                     message: body,
                     ..Default::default()
@@ -288,8 +293,11 @@ impl Poller {
                 NewNotification {
                     host_id: Some(host.id),
                     kind: host.status.clone(),
-                    level: "info".into(),
+                    // The resolution carries the level that was firing, so a client following
+                    // level=critical sees both ends.
+                    level: "critical".into(),
                     state: "resolved".into(),
+                    event: Some("resolved".into()),
                     title,
                     message,
                     ..Default::default()
@@ -314,30 +322,78 @@ impl Poller {
             Err(PollError::Service(Error::NotFound(_))) => return result,
             Err(PollError::Service(e)) => ("error", Some("internal"), Some(e.to_string())),
         };
-        if result.is_err() {
-            poll::ActiveModel {
-                host_id: Set(host_id),
-                started_at: Set(started_ms),
-                duration_ms: Set(started.elapsed().as_millis() as i64),
-                outcome: Set(outcome.into()),
-                error_kind: Set(kind.map(str::to_owned)),
-                error: Set(message),
-                ..Default::default()
-            }
-            .insert(&self.db)
-            .await
-            .map_err(Error::from)?;
-            host::Entity::update_many()
-                .col_expr(
-                    host::Column::LastPollAt,
-                    sea_orm::sea_query::Expr::value(started_ms),
+        // A scheduled tick on a parked host (key mismatch, unsupported) is not an attempt.
+        let parked = !force && matches!(result, Err(PollError::Refused(_)));
+        if result.is_err() && !parked {
+            let published = self
+                .record_failure(
+                    host_id,
+                    started_ms,
+                    started.elapsed(),
+                    outcome,
+                    kind,
+                    message,
                 )
-                .filter(host::Column::Id.eq(host_id))
-                .exec(&self.db)
-                .await
-                .map_err(Error::from)?;
+                .await?;
+            for n in published {
+                self.hub.published(n.id);
+            }
         }
         result
+    }
+
+    /// The poll record of a failure, and the `host_unreachable` count, in one transaction.
+    async fn record_failure(
+        &self,
+        host_id: i64,
+        started_ms: i64,
+        duration: Duration,
+        outcome: &str,
+        kind: Option<&str>,
+        message: Option<String>,
+    ) -> Result<Vec<entity::notification::Model>, PollError> {
+        let txn = self.db.begin().await.map_err(Error::from)?;
+        poll::ActiveModel {
+            host_id: Set(host_id),
+            started_at: Set(started_ms),
+            duration_ms: Set(duration.as_millis() as i64),
+            outcome: Set(outcome.into()),
+            error_kind: Set(kind.map(str::to_owned)),
+            error: Set(message.clone()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(Error::from)?;
+        host::Entity::update_many()
+            .col_expr(
+                host::Column::LastPollAt,
+                sea_orm::sea_query::Expr::value(started_ms),
+            )
+            .filter(host::Column::Id.eq(host_id))
+            .exec(&txn)
+            .await
+            .map_err(Error::from)?;
+        let mut published = Vec::new();
+        let host = host::Entity::find_by_id(host_id)
+            .one(&txn)
+            .await
+            .map_err(Error::from)?;
+        if let Some(host) = host.filter(|h| h.status == status::UNREACHABLE) {
+            let error = message.unwrap_or_default();
+            published.extend(
+                alerting::record_unreachable(
+                    &txn,
+                    &host,
+                    &error,
+                    self.settings.unreachable_after,
+                    now_ms(),
+                )
+                .await?,
+            );
+        }
+        txn.commit().await.map_err(Error::from)?;
+        Ok(published)
     }
 
     async fn poll_inner(&self, host_id: i64, force: bool) -> Result<PollReport, PollError> {
@@ -445,7 +501,8 @@ impl Poller {
         })
     }
 
-    /// The snapshot, its samples, the poll record and the host's status, in one transaction.
+    /// The snapshot, its samples, the poll record, the host's status and the notifications the
+    /// values cause, in one transaction. Returns the notifications written.
     async fn store_success(
         &self,
         host: &host::Model,
@@ -453,7 +510,7 @@ impl Poller {
         duration: Duration,
         snapshot: &Snapshot,
         counters: &Counters,
-    ) -> Result<()> {
+    ) -> Result<Vec<entity::notification::Model>> {
         let ts = snapshot.taken_at.timestamp_millis();
         let txn = self.db.begin().await?;
         latest_snapshot::Entity::insert(latest_snapshot::ActiveModel {
@@ -474,17 +531,15 @@ impl Poller {
         )
         .exec(&txn)
         .await?;
-        let samples =
-            probe::metric_values(snapshot)
-                .into_iter()
-                .map(|m| metric_sample::ActiveModel {
-                    host_id: Set(host.id),
-                    name: Set(m.name.to_owned()),
-                    label: Set(m.label),
-                    ts: Set(ts),
-                    value: Set(m.value),
-                    ..Default::default()
-                });
+        let values = probe::metric_values(snapshot);
+        let samples = values.iter().map(|m| metric_sample::ActiveModel {
+            host_id: Set(host.id),
+            name: Set(m.name.to_owned()),
+            label: Set(m.label.clone()),
+            ts: Set(ts),
+            value: Set(m.value),
+            ..Default::default()
+        });
         metric_sample::Entity::insert_many(samples)
             .exec(&txn)
             .await?;
@@ -514,8 +569,10 @@ impl Poller {
             .filter(host::Column::Id.eq(host.id))
             .exec(&txn)
             .await?;
+        let mut written = alerting::evaluate_thresholds(&txn, host, &values, ts).await?;
+        written.extend(alerting::record_reachable(&txn, host, ts).await?);
         txn.commit().await?;
-        Ok(())
+        Ok(written)
     }
 
     /// Accepts the key the host presents now as its only trusted key, and clears a

@@ -136,6 +136,10 @@ fn per_second(prev: u64, now: u64, seconds: f64) -> Option<f64> {
     (now >= prev && seconds > 0.0).then(|| (now - prev) as f64 / seconds)
 }
 
+/// Counters older than this give no rates: an average over a long outage (of the host or of
+/// hostwatch) would pass for a current rate.
+pub const MAX_RATE_GAP_MS: i64 = 15 * 60 * 1000;
+
 /// Builds the snapshot of one probe output taken at `now_ms`, with rates against `prev`.
 pub fn build_snapshot(output: &str, prev: Option<&Counters>, now_ms: i64) -> (Snapshot, Counters) {
     let sections = split_sections(output);
@@ -145,7 +149,9 @@ pub fn build_snapshot(output: &str, prev: Option<&Counters>, now_ms: i64) -> (Sn
     let uptime_seconds = memory::parse_uptime(section("uptime"));
     // A reboot resets every counter: no rate from before it is meaningful.
     let rebooted = matches!((prev.and_then(|p| p.uptime_seconds), uptime_seconds), (Some(a), Some(b)) if b < a);
-    let prev = prev.filter(|p| !rebooted && now_ms > p.taken_at_ms);
+    let prev = prev.filter(|p| {
+        !rebooted && now_ms > p.taken_at_ms && now_ms - p.taken_at_ms <= MAX_RATE_GAP_MS
+    });
     let elapsed = prev.map_or(0.0, |p| (now_ms - p.taken_at_ms) as f64 / 1000.0);
 
     let stat = cpu::parse_stat(section("stat"));

@@ -646,6 +646,11 @@ fn snapshot_and_rates() {
     assert_eq!(s4.disk_io[0].read_bytes_per_s, Some(40.0 * 512.0 / 10.0));
     assert_eq!(s4.cpu.as_ref().unwrap().usage_pct, Some(50.0));
 
+    // The same counters after a long gap (hostwatch was down): no rates.
+    let (late, _) = build_snapshot(&second, Some(&c1), 1_000_000 + MAX_RATE_GAP_MS + 1);
+    assert_eq!(late.cpu.as_ref().unwrap().usage_pct, None);
+    assert_eq!(late.network[0].rx_bytes_per_s, None);
+
     let names: Vec<&str> = metric_values(&s2).iter().map(|m| m.name).collect();
     for n in [
         "cpu.usage_pct",

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod history;
 pub mod hosts;
 pub mod notifications;
+pub mod retention;
 pub mod ssh;
 pub mod thresholds;
 pub mod tokens;

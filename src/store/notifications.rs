@@ -53,6 +53,8 @@ pub struct NewNotification {
     pub label: Option<String>,
     pub level: String,
     pub state: String,
+    /// fired, escalated, de-escalated, reminder or resolved.
+    pub event: Option<String>,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub title: String,
@@ -70,6 +72,7 @@ pub async fn insert(db: &impl ConnectionTrait, n: NewNotification) -> Result<not
         label: Set(n.label),
         level: Set(n.level),
         state: Set(n.state),
+        event: Set(n.event),
         value: Set(n.value),
         threshold: Set(n.threshold),
         title: Set(n.title),

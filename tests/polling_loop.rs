@@ -1,0 +1,407 @@
+//! The polling loop end to end: a real sshd, the scheduler polling on a one-second schedule,
+//! history growing, thresholds firing and resolving exactly once, `host_unreachable` when sshd
+//! stops, and service restarts in between that duplicate nothing.
+
+mod common;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use common::sshd::{self, Sshd};
+use hostwatch::{
+    api::{self, AppState},
+    crypto::SecretBox,
+    poller::PollerSettings,
+    scheduler::PollScheduler,
+    store::{self, tokens},
+};
+use poem::{EndpointExt, Response, endpoint::BoxEndpoint, http::StatusCode, test::TestClient};
+use serde_json::{Value, json};
+
+/// hostwatch with its scheduler over a data directory that outlives it.
+struct Service {
+    state: AppState,
+    scheduler: Arc<PollScheduler>,
+    client: TestClient<BoxEndpoint<'static, Response>>,
+    token: String,
+}
+
+impl Service {
+    async fn start(dir: &std::path::Path, token: Option<String>) -> Self {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("hostwatch.db").display());
+        let db = store::connect(&url).await.unwrap();
+        store::migrate(&db).await.unwrap();
+        let token = match token {
+            Some(t) => t,
+            None => tokens::create(&db, "admin", false).await.unwrap(),
+        };
+        let secrets = SecretBox::load(None, dir).unwrap();
+        let settings = PollerSettings {
+            poll_timeout: Duration::from_secs(3),
+            enroll_timeout: Duration::from_secs(10),
+            unreachable_after: 2,
+            ..Default::default()
+        };
+        let mut state = AppState::new(db, secrets, settings);
+        let scheduler = PollScheduler::start(state.poller.clone(), 16)
+            .await
+            .unwrap();
+        state.scheduler = Some(scheduler.clone());
+        let client = TestClient::new(api::app(state.clone()).map_to_response().boxed());
+        Self {
+            state,
+            scheduler,
+            client,
+            token,
+        }
+    }
+
+    async fn stop(self) -> String {
+        self.scheduler.shutdown().await;
+        // Let polls in flight end before the database goes.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.state.db.close().await.unwrap();
+        self.token
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let req = match method {
+            "GET" => self.client.get(path),
+            "POST" => self.client.post(path),
+            "PUT" => self.client.put(path),
+            other => panic!("{other}"),
+        }
+        .header("authorization", format!("Bearer {}", self.token));
+        let req = match body {
+            Some(b) => req.body_json(&b),
+            None => req,
+        };
+        let resp = req.send().await;
+        let status = resp.0.status();
+        let text = resp.0.into_body().into_string().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn ok_polls(&self, id: i64) -> usize {
+        let (_, polls) = self
+            .call("GET", &format!("/api/v1/hosts/{id}/polls?limit=500"), None)
+            .await;
+        polls
+            .as_array()
+            .map_or(0, |p| p.iter().filter(|p| p["outcome"] == "ok").count())
+    }
+
+    async fn wait_ok_polls(&self, id: i64, at_least: usize) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while self.ok_polls(id).await < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {at_least} successful polls in 40 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Long-polls for the next notification matching `pred` after `cursor`.
+    async fn next_notification(&self, cursor: &mut i64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(45);
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no matching notification in 45 s"
+            );
+            let (status, page) = self
+                .call(
+                    "GET",
+                    &format!("/api/v1/notifications?after_id={cursor}&wait_seconds=10"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            *cursor = page["next_after_id"].as_i64().unwrap();
+            if let Some(n) = page["items"].as_array().unwrap().iter().find(|n| pred(n)) {
+                return n.clone();
+            }
+        }
+    }
+
+    async fn all_notifications(&self) -> Vec<Value> {
+        let (_, page) = self
+            .call("GET", "/api/v1/notifications?limit=500", None)
+            .await;
+        page["items"].as_array().unwrap().clone()
+    }
+}
+
+fn events(all: &[Value], kind: &str, metric: Option<&str>) -> Vec<String> {
+    all.iter()
+        .filter(|n| n["kind"] == kind && metric.is_none_or(|m| n["metric"] == m))
+        .map(|n| n["event"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_loop_end_to_end_with_restarts() {
+    let mut sshd = Sshd::start();
+    let (key, public) = sshd::client_key("ed25519", "");
+    sshd.authorize(&public);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None).await;
+
+    let (status, host) = svc
+        .call(
+            "POST",
+            "/api/v1/hosts",
+            Some(
+                json!({"name": "loop", "address": "127.0.0.1", "port": sshd.port,
+               "username": "hwtest", "private_key": key, "schedule": "*/1 * * * * *"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{host}");
+    let id = host["id"].as_i64().unwrap();
+
+    // Enrolled, then polled every second: history grows.
+    svc.wait_ok_polls(id, 3).await;
+    let (status, run) = svc
+        .call("GET", &format!("/api/v1/hosts/{id}/enrollment"), None)
+        .await;
+    assert_eq!((status, run["ok"].as_bool()), (StatusCode::OK, Some(true)));
+    let (_, series) = svc
+        .call(
+            "GET",
+            &format!("/api/v1/hosts/{id}/metrics?name=memory.used_pct"),
+            None,
+        )
+        .await;
+    let points = series[0]["points"].as_array().unwrap().len();
+    assert!(points >= 2, "{series}");
+    let (_, root) = svc
+        .call(
+            "GET",
+            &format!("/api/v1/hosts/{id}/metrics?name=disk.used_pct&label=/"),
+            None,
+        )
+        .await;
+    assert_eq!(root[0]["label"], "/");
+    let (_, cpu) = svc
+        .call(
+            "GET",
+            &format!("/api/v1/hosts/{id}/metrics?name=cpu.usage_pct"),
+            None,
+        )
+        .await;
+    assert!(
+        !cpu[0]["points"].as_array().unwrap().is_empty(),
+        "rates after the first poll"
+    );
+
+    // A threshold below the current value: exactly one `fired`.
+    let mut cursor = 0;
+    let (status, _) = svc
+        .call(
+            "PUT",
+            &format!("/api/v1/hosts/{id}/thresholds/memory.used_pct"),
+            Some(json!({"warning": 0.001, "critical": 0.002, "hysteresis": 0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let fired = svc
+        .next_notification(&mut cursor, |n| n["metric"] == "memory.used_pct")
+        .await;
+    assert_eq!(
+        (
+            fired["event"].as_str(),
+            fired["level"].as_str(),
+            fired["state"].as_str()
+        ),
+        (Some("fired"), Some("critical"), Some("firing"))
+    );
+    assert!(
+        fired["value"].as_f64().unwrap() > 0.002 && fired["threshold"] == 0.002,
+        "{fired}"
+    );
+
+    // The service restarts while the alert fires: no second `fired`.
+    let token = svc.stop().await;
+    let svc = Service::start(dir.path(), Some(token)).await;
+    let before = svc.ok_polls(id).await;
+    svc.wait_ok_polls(id, before + 3).await;
+    assert_eq!(
+        events(
+            &svc.all_notifications().await,
+            "threshold",
+            Some("memory.used_pct")
+        ),
+        ["fired"]
+    );
+
+    // Raised again: exactly one `resolved`.
+    svc.call(
+        "PUT",
+        &format!("/api/v1/hosts/{id}/thresholds/memory.used_pct"),
+        Some(json!({"warning": 80, "critical": 90})),
+    )
+    .await;
+    let resolved = svc
+        .next_notification(&mut cursor, |n| n["metric"] == "memory.used_pct")
+        .await;
+    assert_eq!(
+        (resolved["event"].as_str(), resolved["state"].as_str()),
+        (Some("resolved"), Some("resolved"))
+    );
+    let before = svc.ok_polls(id).await;
+    svc.wait_ok_polls(id, before + 2).await;
+    assert_eq!(
+        events(
+            &svc.all_notifications().await,
+            "threshold",
+            Some("memory.used_pct")
+        ),
+        ["fired", "resolved"]
+    );
+
+    // sshd stops: host_unreachable fires (after 2 failed polls).
+    sshd.stop();
+    let down = svc
+        .next_notification(&mut cursor, |n| n["kind"] == "host_unreachable")
+        .await;
+    assert_eq!(
+        (down["event"].as_str(), down["level"].as_str()),
+        (Some("fired"), Some("critical"))
+    );
+    let (_, host) = svc.call("GET", &format!("/api/v1/hosts/{id}"), None).await;
+    assert_eq!(host["status"], "unreachable");
+
+    // Restart the service while the host is down, then bring sshd back: one resolution.
+    let token = svc.stop().await;
+    let svc = Service::start(dir.path(), Some(token)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sshd.restart();
+    let up = svc
+        .next_notification(&mut cursor, |n| n["kind"] == "host_unreachable")
+        .await;
+    assert_eq!(up["event"], "resolved", "{up}");
+    let before = svc.ok_polls(id).await;
+    svc.wait_ok_polls(id, before + 2).await;
+    let all = svc.all_notifications().await;
+    assert_eq!(
+        events(&all, "host_unreachable", None),
+        ["fired", "resolved"],
+        "{all:#?}"
+    );
+    assert_eq!(
+        events(&all, "threshold", Some("memory.used_pct")),
+        ["fired", "resolved"]
+    );
+    // Metric alerts neither fired nor resolved while there was no data.
+    assert!(events(&all, "threshold", None).len() == 2, "{all:#?}");
+    let ids: Vec<i64> = all.iter().map(|n| n["id"].as_i64().unwrap()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids strictly increasing, oldest first"
+    );
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn a_poll_slower_than_its_schedule_is_not_overlapped() {
+    // Every exec takes 2.5 s more than it should; the schedule fires every second.
+    let sshd = Sshd::start_with("ForceCommand sleep 2.5; eval \"$SSH_ORIGINAL_COMMAND\"");
+    let (key, public) = sshd::client_key("ed25519", "");
+    sshd.authorize(&public);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None).await;
+    let (_, host) = svc
+        .call(
+            "POST",
+            "/api/v1/hosts",
+            Some(
+                json!({"name": "slow", "address": "127.0.0.1", "port": sshd.port,
+               "username": "hwtest", "private_key": key, "schedule": "*/1 * * * * *"}),
+            ),
+        )
+        .await;
+    let id = host["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let polls = loop {
+        let (_, polls) = svc
+            .call("GET", &format!("/api/v1/hosts/{id}/polls?limit=500"), None)
+            .await;
+        let count = |o: &str| {
+            polls
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["outcome"] == o)
+                .count()
+        };
+        if count("skipped_overrun") >= 3 && count("ok") >= 2 {
+            break polls;
+        }
+        assert!(Instant::now() < deadline, "no overruns recorded: {polls}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let overrun = polls
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["outcome"] == "skipped_overrun")
+        .unwrap();
+    assert!(overrun["error"].as_str().unwrap().contains("still running"));
+    // sshd saw one session at a time: never two execs of this host at once.
+    let log = sshd.log();
+    assert_eq!(
+        log.matches("Accepted publickey").count(),
+        1,
+        "one connection: {log}"
+    );
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn retention_deletes_only_old_history() {
+    use entity::metric_sample;
+    use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None).await;
+    let (_, host) = svc
+        .call(
+            "POST",
+            "/api/v1/hosts",
+            Some(
+                json!({"name": "ret", "address": "127.0.0.1", "port": common::free_port(),
+               "username": "hwtest", "password": "x", "enabled": false}),
+            ),
+        )
+        .await;
+    let id = host["id"].as_i64().unwrap();
+    let now = store::now_ms();
+    for ts in [now - 8 * 86_400_000, now - 86_400_000, now] {
+        metric_sample::ActiveModel {
+            host_id: Set(id),
+            name: Set("cpu.usage_pct".into()),
+            label: Set(String::new()),
+            ts: Set(ts),
+            value: Set(1.0),
+            ..Default::default()
+        }
+        .insert(&svc.state.db)
+        .await
+        .unwrap();
+    }
+    let purged = store::retention::purge(&svc.state.db, now - 7 * 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(purged.samples, 1);
+    assert_eq!(
+        metric_sample::Entity::find()
+            .count(&svc.state.db)
+            .await
+            .unwrap(),
+        2
+    );
+    svc.stop().await;
+}
