@@ -151,7 +151,12 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ..Default::default()
     };
     let mut state = AppState::new(db.clone(), secrets, settings);
-    let scheduler = PollScheduler::start(state.poller.clone(), args.max_concurrent_polls).await?;
+    let scheduler = PollScheduler::start(
+        state.poller.clone(),
+        state.url_checks.clone(),
+        args.max_concurrent_polls,
+    )
+    .await?;
     state.scheduler = Some(scheduler.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let retention = tokio::spawn(retention_loop(db.clone(), args.retention, stop_rx));

@@ -137,6 +137,12 @@ fn parse_key(text: &str) -> std::result::Result<[u8; 32], String> {
         .map_err(|b: Vec<u8>| format!("expected 32 bytes, got {}", b.len()))
 }
 
+/// Installs aws-lc-rs as the process's rustls crypto provider. Two providers are compiled in
+/// (sqlx brings ring), and rustls refuses to pick one itself; call this before any TLS.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Writes a file readable by its owner only (0600), refusing to overwrite an existing one.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> Result<()> {
     let mut options = fs::OpenOptions::new();

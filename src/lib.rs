@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod enroll;
 pub mod error;
+pub mod evaluator;
 pub mod poller;
 pub mod probe;
 pub mod scheduler;

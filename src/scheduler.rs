@@ -1,4 +1,5 @@
-//! The scheduler: one tokio-cron-scheduler job per enabled host, from its 6-field cron schedule.
+//! The scheduler: one tokio-cron-scheduler job per enabled host and per enabled URL check, from
+//! its 6-field cron schedule.
 //!
 //! Schedules are validated with the exact parser and settings tokio-cron-scheduler uses, so a
 //! schedule the API accepts is one the scheduler runs (the `cron` crate numbers weekdays
@@ -14,7 +15,7 @@ use std::{
 };
 
 use croner::parser::{CronParser, Seconds};
-use entity::{host, poll};
+use entity::{host, poll, url_check};
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use tokio::sync::Semaphore;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -24,6 +25,7 @@ use crate::{
     error::{Error, Result},
     poller::{PollError, Poller},
     store::now_ms,
+    urlcheck::service::UrlCheckService,
 };
 
 fn parser() -> CronParser {
@@ -77,27 +79,40 @@ pub fn default_schedule(seed: &str) -> String {
     format!("{} * * * * *", hash % 60)
 }
 
-/// Removes a host from the running set when its poll ends, however it ends.
+/// What a job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKey {
+    Host(i64),
+    UrlCheck(i64),
+}
+
+impl JobKey {
+    fn id(self) -> i64 {
+        match self {
+            Self::Host(id) | Self::UrlCheck(id) => id,
+        }
+    }
+}
+
+/// Removes a job from the running set when its run ends, however it ends.
 struct RunningGuard {
-    running: Arc<Mutex<HashSet<i64>>>,
-    host_id: i64,
+    running: Arc<Mutex<HashSet<JobKey>>>,
+    key: JobKey,
 }
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        self.running
-            .lock()
-            .expect("not poisoned")
-            .remove(&self.host_id);
+        self.running.lock().expect("not poisoned").remove(&self.key);
     }
 }
 
-/// Polls every enabled host on its schedule.
+/// Polls every enabled host, and runs every enabled URL check, on its schedule.
 pub struct PollScheduler {
     sched: JobScheduler,
     poller: Arc<Poller>,
-    jobs: tokio::sync::Mutex<HashMap<i64, (Uuid, String)>>,
-    running: Arc<Mutex<HashSet<i64>>>,
+    url_checks: Arc<UrlCheckService>,
+    jobs: tokio::sync::Mutex<HashMap<JobKey, (Uuid, String)>>,
+    running: Arc<Mutex<HashSet<JobKey>>>,
     permits: Arc<Semaphore>,
     me: Weak<PollScheduler>,
 }
@@ -117,98 +132,134 @@ fn sched_err(e: tokio_cron_scheduler::JobSchedulerError) -> Error {
 }
 
 impl PollScheduler {
-    /// Starts the scheduler with a job for every enabled host.
-    pub async fn start(poller: Arc<Poller>, max_concurrent_polls: usize) -> Result<Arc<Self>> {
+    /// Starts the scheduler with a job for every enabled host and URL check.
+    pub async fn start(
+        poller: Arc<Poller>,
+        url_checks: Arc<UrlCheckService>,
+        max_concurrent_polls: usize,
+    ) -> Result<Arc<Self>> {
         let sched = JobScheduler::new().await.map_err(sched_err)?;
         sched.start().await.map_err(sched_err)?;
         let this = Arc::new_cyclic(|me| Self {
             sched,
             poller,
+            url_checks,
             jobs: Default::default(),
             running: Default::default(),
             permits: Arc::new(Semaphore::new(max_concurrent_polls.max(1))),
             me: me.clone(),
         });
         let hosts = host::Entity::find().all(&this.poller.db).await?;
-        let count = hosts.len();
+        let checks = url_check::Entity::find().all(&this.poller.db).await?;
+        let (host_count, check_count) = (hosts.len(), checks.len());
         for h in hosts {
-            this.apply(&h).await?;
+            this.apply(JobKey::Host(h.id), h.enabled, &h.schedule)
+                .await?;
         }
-        tracing::info!(hosts = count, "scheduler started");
+        for c in checks {
+            this.apply(JobKey::UrlCheck(c.id), c.enabled, &c.schedule)
+                .await?;
+        }
+        tracing::info!(
+            hosts = host_count,
+            url_checks = check_count,
+            "scheduler started"
+        );
         Ok(this)
     }
 
-    /// Brings a host's job in line with its row: added, re-scheduled, or removed (deleted or
-    /// disabled hosts).
-    pub async fn sync_host(&self, host_id: i64) -> Result<()> {
-        match host::Entity::find_by_id(host_id)
-            .one(&self.poller.db)
-            .await?
-        {
-            Some(h) => self.apply(&h).await,
-            None => self.remove_host(host_id).await,
+    /// Brings a job in line with its row: added, re-scheduled, or removed (deleted or disabled).
+    pub async fn sync(&self, key: JobKey) -> Result<()> {
+        let row = match key {
+            JobKey::Host(id) => host::Entity::find_by_id(id)
+                .one(&self.poller.db)
+                .await?
+                .map(|h| (h.enabled, h.schedule)),
+            JobKey::UrlCheck(id) => url_check::Entity::find_by_id(id)
+                .one(&self.poller.db)
+                .await?
+                .map(|c| (c.enabled, c.schedule)),
+        };
+        match row {
+            Some((enabled, schedule)) => self.apply(key, enabled, &schedule).await,
+            None => self.remove(key).await,
         }
     }
 
-    async fn apply(&self, h: &host::Model) -> Result<()> {
-        if !h.enabled {
-            return self.remove_host(h.id).await;
+    /// Brings a host's job in line with its row.
+    pub async fn sync_host(&self, host_id: i64) -> Result<()> {
+        self.sync(JobKey::Host(host_id)).await
+    }
+
+    async fn apply(&self, key: JobKey, enabled: bool, schedule: &str) -> Result<()> {
+        if !enabled {
+            return self.remove(key).await;
         }
         let mut jobs = self.jobs.lock().await;
-        if jobs.get(&h.id).is_some_and(|(_, s)| *s == h.schedule) {
+        if jobs.get(&key).is_some_and(|(_, s)| s == schedule) {
             return Ok(());
         }
-        if let Some((old, _)) = jobs.remove(&h.id) {
+        if let Some((old, _)) = jobs.remove(&key) {
             self.sched.remove(&old).await.map_err(sched_err)?;
         }
         let me = self.me.clone();
-        let host_id = h.id;
-        let offset = period(&h.schedule)
-            .map(|p| start_offset(host_id, p))
+        let offset = period(schedule)
+            .map(|p| start_offset(key.id(), p))
             .unwrap_or_default();
-        let job = Job::new_async(h.schedule.as_str(), move |_, _| {
+        let job = Job::new_async(schedule, move |_, _| {
             let me = me.clone();
             Box::pin(async move {
                 if let Some(me) = me.upgrade() {
-                    me.tick(host_id, offset, false).await;
+                    me.tick(key, offset, false).await;
                 }
             })
         })
         .map_err(sched_err)?;
         let id = self.sched.add(job).await.map_err(sched_err)?;
-        jobs.insert(h.id, (id, h.schedule.clone()));
+        jobs.insert(key, (id, schedule.to_owned()));
         Ok(())
     }
 
-    /// Removes a host's job.
-    pub async fn remove_host(&self, host_id: i64) -> Result<()> {
-        if let Some((id, _)) = self.jobs.lock().await.remove(&host_id) {
+    /// Removes a job.
+    pub async fn remove(&self, key: JobKey) -> Result<()> {
+        if let Some((id, _)) = self.jobs.lock().await.remove(&key) {
             self.sched.remove(&id).await.map_err(sched_err)?;
         }
         Ok(())
     }
 
-    /// Polls a host as soon as a slot is free (used for a new host: it is enrolled, then
-    /// polled), through the same overlap guard as scheduled polls.
-    pub async fn poll_now(&self, host_id: i64) {
-        self.tick(host_id, Duration::ZERO, true).await;
+    /// Runs a job as soon as a slot is free (a new host is enrolled, then polled), through the
+    /// same overlap guard as scheduled runs.
+    pub async fn run_now(&self, key: JobKey) {
+        self.tick(key, Duration::ZERO, true).await;
     }
 
-    /// How many hosts have a job.
+    /// Polls a host as soon as a slot is free.
+    pub async fn poll_now(&self, host_id: i64) {
+        self.run_now(JobKey::Host(host_id)).await;
+    }
+
+    /// How many jobs are scheduled.
     pub async fn scheduled(&self) -> usize {
         self.jobs.lock().await.len()
     }
 
-    async fn tick(&self, host_id: i64, offset: Duration, force: bool) {
-        if !self.running.lock().expect("not poisoned").insert(host_id) {
-            self.record_overrun(host_id).await;
+    async fn tick(&self, key: JobKey, offset: Duration, force: bool) {
+        if !self.running.lock().expect("not poisoned").insert(key) {
+            match key {
+                JobKey::Host(host_id) => self.record_overrun(host_id).await,
+                JobKey::UrlCheck(id) => {
+                    tracing::warn!(url_check_id = id, "URL check still running; tick skipped")
+                }
+            }
             return;
         }
         let guard = RunningGuard {
             running: self.running.clone(),
-            host_id,
+            key,
         };
         let poller = self.poller.clone();
+        let url_checks = self.url_checks.clone();
         let permits = self.permits.clone();
         tokio::spawn(async move {
             let _guard = guard;
@@ -216,9 +267,16 @@ impl PollScheduler {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
-            match poller.poll(host_id, force).await {
-                Ok(_) | Err(PollError::Refused(_)) => {}
-                Err(e) => tracing::debug!(host_id, error = %e, "poll failed"),
+            match key {
+                JobKey::Host(host_id) => match poller.poll(host_id, force).await {
+                    Ok(_) | Err(PollError::Refused(_)) => {}
+                    Err(e) => tracing::debug!(host_id, error = %e, "poll failed"),
+                },
+                JobKey::UrlCheck(id) => {
+                    if let Err(e) = url_checks.run(id).await {
+                        tracing::warn!(url_check_id = id, error = %e, "URL check did not run");
+                    }
+                }
             }
         });
     }
@@ -240,7 +298,7 @@ impl PollScheduler {
         }
     }
 
-    /// Stops scheduling (polls in flight finish on their own deadlines).
+    /// Stops scheduling (runs in flight finish on their own deadlines).
     pub async fn shutdown(&self) {
         let mut sched = self.sched.clone();
         if let Err(e) = sched.shutdown().await {

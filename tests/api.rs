@@ -855,6 +855,10 @@ async fn url_checks_crud_and_validation(app: TestApp) {
             "host_id",
         ),
         (
+            json!({"name": "x", "url": "https://127.0.0.1/", "ca_pem": "not a certificate"}),
+            "ca_pem",
+        ),
+        (
             json!({"name": "site", "url": "http://127.0.0.1/"}),
             "already exists",
         ),

@@ -45,7 +45,7 @@ impl Service {
             ..Default::default()
         };
         let mut state = AppState::new(db, secrets, settings);
-        let scheduler = PollScheduler::start(state.poller.clone(), 16)
+        let scheduler = PollScheduler::start(state.poller.clone(), state.url_checks.clone(), 16)
             .await
             .unwrap();
         state.scheduler = Some(scheduler.clone());

@@ -17,6 +17,8 @@ pub struct Model {
     pub check_tls: bool,
     pub host_id: Option<i64>,
     pub enabled: bool,
+    /// Extra trusted CA certificates (PEM).
+    pub ca_pem: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_initial;
 mod m20261121_000002_service_secrets;
 mod m20261121_000003_notification_event;
+mod m20261121_000004_url_check_ca;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_initial::Migration),
             Box::new(m20261121_000002_service_secrets::Migration),
             Box::new(m20261121_000003_notification_event::Migration),
+            Box::new(m20261121_000004_url_check_ca::Migration),
         ]
     }
 }

@@ -24,8 +24,9 @@ use sea_orm::DatabaseConnection;
 use crate::{
     crypto::SecretBox,
     poller::{Poller, PollerSettings},
-    scheduler::PollScheduler,
+    scheduler::{JobKey, PollScheduler},
     store::notifications::NotificationHub,
+    urlcheck::{runner::SystemResolver, service::UrlCheckService},
 };
 
 /// What every operation needs: the database, the secret box, the notification hub, and the
@@ -36,6 +37,8 @@ pub struct AppState {
     pub secrets: Arc<SecretBox>,
     pub notifications: NotificationHub,
     pub poller: Arc<Poller>,
+    /// Runs URL checks.
+    pub url_checks: Arc<UrlCheckService>,
     /// Present when hosts are polled on their schedules (`serve`); absent in API-only uses.
     pub scheduler: Option<Arc<PollScheduler>>,
 }
@@ -52,21 +55,32 @@ impl AppState {
             hub: notifications.clone(),
             settings,
         });
+        let url_checks = Arc::new(UrlCheckService::new(
+            db.clone(),
+            notifications.clone(),
+            Arc::new(SystemResolver),
+        ));
         Self {
             db,
             secrets,
             notifications,
             poller,
+            url_checks,
             scheduler: None,
         }
     }
 
     /// Keeps a host's scheduled job in line with its row after a change.
     pub async fn host_changed(&self, host_id: i64) {
+        self.job_changed(JobKey::Host(host_id)).await;
+    }
+
+    /// Keeps a scheduled job (host or URL check) in line with its row after a change.
+    pub async fn job_changed(&self, key: JobKey) {
         if let Some(s) = &self.scheduler
-            && let Err(e) = s.sync_host(host_id).await
+            && let Err(e) = s.sync(key).await
         {
-            tracing::error!(host_id, error = %e, "could not update the host's schedule");
+            tracing::error!(?key, error = %e, "could not update the schedule");
         }
     }
 }

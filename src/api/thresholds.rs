@@ -1,16 +1,20 @@
-//! `/hosts/{id}/thresholds`: the levels that turn a host's metrics into notifications.
+//! `/hosts/{id}/thresholds` and `/url-checks/{id}/thresholds`: the levels that turn metrics into
+//! notifications.
 
 use chrono::{DateTime, Utc};
 use entity::threshold;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 
 use crate::{
-    alerts::{self, HOST_METRICS},
+    alerts::{self, HOST_METRICS, MetricSpec, URL_METRICS},
     api::{ApiTags, AppState, auth::Token, error::ApiResult, ts},
     error::{Error, Result},
     store::{
         hosts,
-        thresholds::{self as store, DEFAULT_FOR_POLLS, DEFAULT_HYSTERESIS, ThresholdSettings},
+        thresholds::{
+            self as store, DEFAULT_FOR_POLLS, DEFAULT_HYSTERESIS, Owner, ThresholdSettings,
+        },
+        url_checks,
     },
 };
 
@@ -65,9 +69,9 @@ pub struct ThresholdPut {
 }
 
 impl ThresholdPut {
-    fn validate(self, metric: &str) -> Result<ThresholdSettings> {
-        let spec = alerts::host_metric(metric).ok_or_else(|| {
-            let known: Vec<&str> = HOST_METRICS.iter().map(|m| m.name).collect();
+    fn validate(self, catalogue: &[MetricSpec], metric: &str) -> Result<ThresholdSettings> {
+        let spec = catalogue.iter().find(|m| m.name == metric).ok_or_else(|| {
+            let known: Vec<&str> = catalogue.iter().map(|m| m.name).collect();
             Error::invalid(
                 "metric",
                 format!("unknown metric {metric:?}; one of {}", known.join(", ")),
@@ -130,13 +134,13 @@ impl ThresholdsApi {
     )]
     async fn list(&self, _auth: Token, id: Path<i64>) -> ApiResult<ListThresholdsResponse> {
         hosts::get(&self.0.db, id.0).await?;
-        let rows = store::list_for_host(&self.0.db, id.0).await?;
+        let rows = store::list(&self.0.db, Owner::Host(id.0)).await?;
         Ok(ListThresholdsResponse::Ok(Json(
             rows.into_iter().map(Threshold::from).collect(),
         )))
     }
 
-    /// Set a threshold
+    /// Set a host threshold
     ///
     /// Creates or replaces the threshold of one metric.
     #[oai(
@@ -153,8 +157,45 @@ impl ThresholdsApi {
     ) -> ApiResult<PutThresholdResponse> {
         auth.require_write()?;
         hosts::get(&self.0.db, id.0).await?;
-        let settings = body.0.validate(&metric.0)?;
-        let row = store::put_for_host(&self.0.db, id.0, &metric.0, &settings).await?;
+        let settings = body.0.validate(HOST_METRICS, &metric.0)?;
+        let row = store::put(&self.0.db, Owner::Host(id.0), &metric.0, &settings).await?;
+        Ok(PutThresholdResponse::Ok(Json(row.into())))
+    }
+
+    /// List a URL check's thresholds
+    ///
+    /// `url.response_ms` (warning/critical response time) and `cert.days_left` (days before the
+    /// certificate expires; alerts when at or below the level).
+    #[oai(
+        path = "/url-checks/:id/thresholds",
+        method = "get",
+        operation_id = "list_url_check_thresholds"
+    )]
+    async fn list_url(&self, _auth: Token, id: Path<i64>) -> ApiResult<ListThresholdsResponse> {
+        url_checks::get(&self.0.db, id.0).await?;
+        let rows = store::list(&self.0.db, Owner::UrlCheck(id.0)).await?;
+        Ok(ListThresholdsResponse::Ok(Json(
+            rows.into_iter().map(Threshold::from).collect(),
+        )))
+    }
+
+    /// Set a URL check threshold
+    #[oai(
+        path = "/url-checks/:id/thresholds/:metric",
+        method = "put",
+        operation_id = "put_url_check_threshold"
+    )]
+    async fn put_url(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+        metric: Path<String>,
+        body: Json<ThresholdPut>,
+    ) -> ApiResult<PutThresholdResponse> {
+        auth.require_write()?;
+        url_checks::get(&self.0.db, id.0).await?;
+        let settings = body.0.validate(URL_METRICS, &metric.0)?;
+        let row = store::put(&self.0.db, Owner::UrlCheck(id.0), &metric.0, &settings).await?;
         Ok(PutThresholdResponse::Ok(Json(row.into())))
     }
 }

@@ -12,7 +12,7 @@ use poem_openapi::{
 use crate::{
     api::{ApiTags, AppState, auth::Token, error::ApiResult, ts},
     error::{Error, Result},
-    scheduler,
+    scheduler::{self, JobKey},
     store::url_checks::{self as store, UrlCheckSettings},
     urlcheck::{self, StatusSet, TIMEOUT_MS_RANGE},
     validate,
@@ -40,6 +40,8 @@ pub struct UrlCheckCreate {
     pub host_id: Option<i64>,
     /// Default true.
     pub enabled: Option<bool>,
+    /// Extra trusted CA certificates (PEM), for services behind an internal CA.
+    pub ca_pem: Option<String>,
 }
 
 /// A partial update of a URL check.
@@ -56,6 +58,8 @@ pub struct UrlCheckUpdate {
     /// `null` detaches the check from its host.
     pub host_id: MaybeUndefined<i64>,
     pub enabled: Option<bool>,
+    /// `null` removes the extra CA certificates.
+    pub ca_pem: MaybeUndefined<String>,
 }
 
 /// A URL check.
@@ -71,6 +75,7 @@ pub struct UrlCheck {
     pub check_tls: bool,
     pub host_id: Option<i64>,
     pub enabled: bool,
+    pub ca_pem: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -88,6 +93,7 @@ impl From<url_check::Model> for UrlCheck {
             check_tls: c.check_tls,
             host_id: c.host_id,
             enabled: c.enabled,
+            ca_pem: c.ca_pem,
             created_at: ts(c.created_at),
             updated_at: ts(c.updated_at),
         }
@@ -176,6 +182,13 @@ pub enum DeleteUrlCheckResponse {
 }
 
 #[derive(ApiResponse)]
+pub enum RunUrlCheckResponse {
+    /// The check ran; `ok` and `error_kind` say how it went.
+    #[oai(status = 200)]
+    Ok(Json<UrlCheckResult>),
+}
+
+#[derive(ApiResponse)]
 pub enum UrlCheckResultsResponse {
     #[oai(status = 200)]
     Ok(Json<Vec<UrlCheckResult>>),
@@ -183,6 +196,9 @@ pub enum UrlCheckResultsResponse {
 
 fn validated(s: UrlCheckSettings) -> Result<UrlCheckSettings> {
     validate::name("name", &s.name)?;
+    if let Some(pem) = &s.ca_pem {
+        urlcheck::validate_ca_pem(pem).map_err(|r| Error::invalid("ca_pem", r))?;
+    }
     urlcheck::validate_url(&s.url).map_err(|r| Error::invalid("url", r))?;
     scheduler::validate_schedule(&s.schedule).map_err(|r| Error::invalid("schedule", r))?;
     Ok(s)
@@ -239,8 +255,10 @@ impl UrlChecksApi {
             check_tls: b.check_tls.unwrap_or(true),
             host_id: b.host_id,
             enabled: b.enabled.unwrap_or(true),
+            ca_pem: b.ca_pem,
         })?;
         let row = store::create(&self.0.db, settings).await?;
+        self.0.job_changed(JobKey::UrlCheck(row.id)).await;
         Ok(CreateUrlCheckResponse::Created(Json(row.into())))
     }
 
@@ -310,8 +328,14 @@ impl UrlChecksApi {
                 MaybeUndefined::Value(v) => Some(v),
             },
             enabled: b.enabled.unwrap_or(current.enabled),
+            ca_pem: match b.ca_pem {
+                MaybeUndefined::Undefined => current.ca_pem,
+                MaybeUndefined::Null => None,
+                MaybeUndefined::Value(v) => Some(v),
+            },
         })?;
         let row = store::update(&self.0.db, id.0, settings).await?;
+        self.0.job_changed(JobKey::UrlCheck(id.0)).await;
         Ok(UrlCheckResponse::Ok(Json(row.into())))
     }
 
@@ -324,6 +348,7 @@ impl UrlChecksApi {
     async fn delete(&self, auth: Token, id: Path<i64>) -> ApiResult<DeleteUrlCheckResponse> {
         auth.require_write()?;
         store::delete(&self.0.db, id.0).await?;
+        self.0.job_changed(JobKey::UrlCheck(id.0)).await;
         Ok(DeleteUrlCheckResponse::Deleted)
     }
 
@@ -345,5 +370,20 @@ impl UrlChecksApi {
         Ok(UrlCheckResultsResponse::Ok(Json(
             rows.into_iter().map(UrlCheckResult::from).collect(),
         )))
+    }
+
+    /// Run a URL check now
+    ///
+    /// Runs the check at once (outside its schedule), stores the result and evaluates its
+    /// alerts, and returns the result.
+    #[oai(
+        path = "/url-checks/:id/run",
+        method = "post",
+        operation_id = "run_url_check"
+    )]
+    async fn run(&self, auth: Token, id: Path<i64>) -> ApiResult<RunUrlCheckResponse> {
+        auth.require_write()?;
+        let row = self.0.url_checks.run(id.0).await?;
+        Ok(RunUrlCheckResponse::Ok(Json(row.into())))
     }
 }

@@ -5,7 +5,6 @@
 //! exec and read. A failure is recorded as that host's poll and status; it never affects other
 //! hosts.
 
-pub mod alerting;
 pub mod local;
 
 use std::{sync::Arc, time::Duration};
@@ -382,7 +381,7 @@ impl Poller {
         if let Some(host) = host.filter(|h| h.status == status::UNREACHABLE) {
             let error = message.unwrap_or_default();
             published.extend(
-                alerting::record_unreachable(
+                crate::evaluator::record_unreachable(
                     &txn,
                     &host,
                     &error,
@@ -569,8 +568,8 @@ impl Poller {
             .filter(host::Column::Id.eq(host.id))
             .exec(&txn)
             .await?;
-        let mut written = alerting::evaluate_thresholds(&txn, host, &values, ts).await?;
-        written.extend(alerting::record_reachable(&txn, host, ts).await?);
+        let mut written = crate::evaluator::evaluate_thresholds(&txn, host, &values, ts).await?;
+        written.extend(crate::evaluator::record_reachable(&txn, host, ts).await?);
         txn.commit().await?;
         Ok(written)
     }

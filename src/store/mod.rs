@@ -23,6 +23,8 @@ use crate::error::Result;
 
 /// Opens the database at `url`, creating a SQLite file when needed.
 pub async fn connect(url: &str) -> Result<DatabaseConnection> {
+    // PostgreSQL connections may use TLS: the provider must be chosen first.
+    crate::crypto::install_tls_provider();
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)

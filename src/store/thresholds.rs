@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use crate::{
-    alerts::{HOST_METRICS, MetricSpec},
+    alerts::{HOST_METRICS, MetricSpec, URL_METRICS},
     error::Result,
     store::now_ms,
 };
@@ -40,14 +40,51 @@ impl ThresholdSettings {
     }
 }
 
+/// Whose thresholds: a host's or a URL check's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Host(i64),
+    UrlCheck(i64),
+}
+
+impl Owner {
+    fn columns(self) -> (Option<i64>, Option<i64>) {
+        match self {
+            Self::Host(id) => (Some(id), None),
+            Self::UrlCheck(id) => (None, Some(id)),
+        }
+    }
+
+    fn filter(self) -> sea_orm::sea_query::SimpleExpr {
+        match self {
+            Self::Host(id) => threshold::Column::HostId.eq(id),
+            Self::UrlCheck(id) => threshold::Column::UrlCheckId.eq(id),
+        }
+    }
+}
+
 /// Writes the default thresholds of a new host.
 pub async fn create_host_defaults(db: &impl ConnectionTrait, host_id: i64) -> Result<()> {
+    create_defaults(db, Owner::Host(host_id), HOST_METRICS).await
+}
+
+/// Writes the default thresholds of a new URL check.
+pub async fn create_url_defaults(db: &impl ConnectionTrait, url_check_id: i64) -> Result<()> {
+    create_defaults(db, Owner::UrlCheck(url_check_id), URL_METRICS).await
+}
+
+async fn create_defaults(
+    db: &impl ConnectionTrait,
+    owner: Owner,
+    specs: &[MetricSpec],
+) -> Result<()> {
     let now = now_ms();
-    let rows = HOST_METRICS.iter().filter_map(|spec| {
+    let (host_id, url_check_id) = owner.columns();
+    let rows = specs.iter().filter_map(|spec| {
         let s = ThresholdSettings::defaults(spec)?;
         Some(threshold::ActiveModel {
-            host_id: Set(Some(host_id)),
-            url_check_id: Set(None),
+            host_id: Set(host_id),
+            url_check_id: Set(url_check_id),
             metric: Set(spec.name.to_owned()),
             warning: Set(s.warning),
             critical: Set(s.critical),
@@ -63,35 +100,33 @@ pub async fn create_host_defaults(db: &impl ConnectionTrait, host_id: i64) -> Re
     Ok(())
 }
 
-/// A host's thresholds, by metric name.
-pub async fn list_for_host(
-    db: &impl ConnectionTrait,
-    host_id: i64,
-) -> Result<Vec<threshold::Model>> {
+/// A host's or URL check's thresholds, by metric name.
+pub async fn list(db: &impl ConnectionTrait, owner: Owner) -> Result<Vec<threshold::Model>> {
     Ok(threshold::Entity::find()
-        .filter(threshold::Column::HostId.eq(host_id))
+        .filter(owner.filter())
         .order_by_asc(threshold::Column::Metric)
         .all(db)
         .await?)
 }
 
-/// Sets (creates or replaces) one threshold of a host.
-pub async fn put_for_host(
+/// Sets (creates or replaces) one threshold.
+pub async fn put(
     db: &impl ConnectionTrait,
-    host_id: i64,
+    owner: Owner,
     metric: &str,
     s: &ThresholdSettings,
 ) -> Result<threshold::Model> {
     let existing = threshold::Entity::find()
-        .filter(threshold::Column::HostId.eq(host_id))
+        .filter(owner.filter())
         .filter(threshold::Column::Metric.eq(metric))
         .one(db)
         .await?;
+    let (host_id, url_check_id) = owner.columns();
     let mut model = match existing {
         Some(row) => row.into(),
         None => threshold::ActiveModel {
-            host_id: Set(Some(host_id)),
-            url_check_id: Set(None),
+            host_id: Set(host_id),
+            url_check_id: Set(url_check_id),
             metric: Set(metric.to_owned()),
             ..Default::default()
         },

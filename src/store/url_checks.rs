@@ -23,6 +23,7 @@ pub struct UrlCheckSettings {
     pub check_tls: bool,
     pub host_id: Option<i64>,
     pub enabled: bool,
+    pub ca_pem: Option<String>,
 }
 
 fn not_found(id: i64) -> Error {
@@ -66,21 +67,38 @@ fn apply(model: &mut url_check::ActiveModel, s: UrlCheckSettings) {
     model.check_tls = Set(s.check_tls);
     model.host_id = Set(s.host_id);
     model.enabled = Set(s.enabled);
+    model.ca_pem = Set(s.ca_pem);
     model.updated_at = Set(now_ms());
 }
 
-/// Creates a URL check.
-pub async fn create(db: &impl ConnectionTrait, s: UrlCheckSettings) -> Result<url_check::Model> {
-    check_refs(db, &s, None).await?;
+/// Creates a URL check with its default thresholds.
+pub async fn create(
+    db: &sea_orm::DatabaseConnection,
+    s: UrlCheckSettings,
+) -> Result<url_check::Model> {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await?;
+    check_refs(&txn, &s, None).await?;
     let name = s.name.clone();
     let mut model = url_check::ActiveModel {
         created_at: Set(now_ms()),
         ..Default::default()
     };
     apply(&mut model, s);
-    model.insert(db).await.map_err(|e| {
+    let row = model.insert(&txn).await.map_err(|e| {
         Error::conflict_on_unique(e, format!("a URL check named {name:?} already exists"))
-    })
+    })?;
+    crate::store::thresholds::create_url_defaults(&txn, row.id).await?;
+    txn.commit().await?;
+    Ok(row)
+}
+
+/// Every URL check (the scheduler's start-up list).
+pub async fn all(db: &impl ConnectionTrait) -> Result<Vec<url_check::Model>> {
+    Ok(url_check::Entity::find()
+        .order_by_asc(url_check::Column::Id)
+        .all(db)
+        .await?)
 }
 
 /// One URL check.

@@ -1,5 +1,9 @@
-//! URL checks: what a check expects. The runner (reqwest + rustls + x509-parser) comes with the
-//! URL-check issue; the rules for a valid check live here so the API and the runner agree.
+//! URL checks: what a check expects (validated here so the API and the runner agree), the
+//! runner (reqwest + rustls + x509-parser), and the service that schedules, stores and alerts.
+
+pub mod cert;
+pub mod runner;
+pub mod service;
 
 use url::Url;
 
@@ -87,6 +91,22 @@ pub fn validate_url(text: &str) -> Result<Url, String> {
         return Err("credentials in the URL would be stored in clear: remove them".into());
     }
     Ok(url)
+}
+
+/// Checks that `pem` holds at least one certificate and nothing unreadable.
+pub fn validate_ca_pem(pem: &str) -> Result<(), String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let der = cert.map_err(|e| format!("not PEM: {e}"))?;
+        cert::parse_der(&der)?;
+        count += 1;
+    }
+    if count == 0 {
+        Err("no CERTIFICATE block found".into())
+    } else {
+        Ok(())
+    }
 }
 
 /// Allowed timeouts, in milliseconds.
