@@ -17,7 +17,13 @@ use hostwatch::{
     scheduler::PollScheduler,
     store::{self, tokens},
 };
-use poem::{EndpointExt, Response, endpoint::BoxEndpoint, http::StatusCode, test::TestClient};
+use poem::{
+    EndpointExt, Response,
+    endpoint::BoxEndpoint,
+    http::StatusCode,
+    listener::{Acceptor, Listener},
+    test::TestClient,
+};
 use serde_json::{Value, json};
 
 /// hostwatch with its scheduler over a data directory that outlives it.
@@ -71,6 +77,7 @@ impl Service {
             "GET" => self.client.get(path),
             "POST" => self.client.post(path),
             "PUT" => self.client.put(path),
+            "PATCH" => self.client.patch(path),
             other => panic!("{other}"),
         }
         .header("authorization", format!("Bearer {}", self.token));
@@ -403,5 +410,56 @@ async fn retention_deletes_only_old_history() {
             .unwrap(),
         2
     );
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn url_checks_run_on_their_schedule() {
+    // A loopback HTTP endpoint: poem answering 200.
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .unwrap();
+    let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+    tokio::spawn(
+        poem::Server::new_with_acceptor(acceptor).run(poem::endpoint::make_sync(|_| "ok")),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None).await;
+    let (status, check) = svc
+        .call("POST", "/api/v1/url-checks", Some(json!({"name": "sched", "url": format!("http://127.0.0.1:{port}/"), "schedule": "*/1 * * * * *"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{check}");
+    let id = check["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, results) = svc
+            .call("GET", &format!("/api/v1/url-checks/{id}/results"), None)
+            .await;
+        if results.as_array().unwrap().len() >= 3 {
+            assert!(
+                results
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|r| r["ok"] == true && r["status"] == 200),
+                "{results}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 3 scheduled runs in 20 s: {results}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Disabled: no more runs.
+    svc.call(
+        "PATCH",
+        &format!("/api/v1/url-checks/{id}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(svc.scheduler.scheduled().await, 0);
     svc.stop().await;
 }
