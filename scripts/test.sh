@@ -27,6 +27,9 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 fi
 
+# A real SMTP server for the email channel tests (aiosmtpd, from PyPI).
+python3 -c 'import aiosmtpd' 2>/dev/null || { log "installing aiosmtpd"; python3 -m pip install -q aiosmtpd; }
+
 # A throwaway PostgreSQL cluster on a free loopback port, removed on exit.
 pg_dir=$(mktemp -d /tmp/hostwatch-pg.XXXXXX)
 pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

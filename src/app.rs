@@ -159,7 +159,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     .await?;
     state.scheduler = Some(scheduler.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let retention = tokio::spawn(retention_loop(db.clone(), args.retention, stop_rx));
+    let retention = tokio::spawn(retention_loop(db.clone(), args.retention, stop_rx.clone()));
+    let delivery = tokio::spawn(state.delivery.clone().run(stop_rx));
 
     let running = start(args.listen, state, shutdown_signal()).await?;
     tracing::info!(addr = %running.addr, "listening; Swagger UI at http://{}/docs", running.addr);
@@ -167,6 +168,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     scheduler.shutdown().await;
     let _ = stop_tx.send(true);
     let _ = retention.await;
+    let _ = delivery.await;
     served
         .map_err(|e| Error::io("server task", std::io::Error::other(e)))?
         .map_err(|e| Error::io("serving", e))?;

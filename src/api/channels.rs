@@ -265,6 +265,23 @@ pub enum DeleteChannelResponse {
     Deleted,
 }
 
+/// The outcome of a test message.
+#[derive(Debug, Object)]
+pub struct ChannelTestResult {
+    /// Whether the receiver accepted the message.
+    pub ok: bool,
+    /// Why not, when it did not.
+    pub error: Option<String>,
+    pub duration_ms: i64,
+}
+
+#[derive(ApiResponse)]
+pub enum TestChannelResponse {
+    /// The test ran; `ok` says whether the receiver accepted it.
+    #[oai(status = 200)]
+    Ok(Json<ChannelTestResult>),
+}
+
 #[derive(ApiResponse)]
 pub enum DeliveriesResponse {
     #[oai(status = 200)]
@@ -428,5 +445,24 @@ impl ChannelsApi {
         Ok(DeliveriesResponse::Ok(Json(
             rows.into_iter().map(Delivery::from).collect(),
         )))
+    }
+
+    /// Send a test message
+    ///
+    /// Sends a test message through the channel now (not through the outbox) and reports
+    /// whether the receiver accepted it.
+    #[oai(
+        path = "/channels/:id/test",
+        method = "post",
+        operation_id = "test_channel"
+    )]
+    async fn test(&self, auth: Token, id: Path<i64>) -> ApiResult<TestChannelResponse> {
+        auth.require_write()?;
+        let outcome = self.0.delivery.test_channel(id.0).await?;
+        Ok(TestChannelResponse::Ok(Json(ChannelTestResult {
+            ok: outcome.ok,
+            error: outcome.error,
+            duration_ms: outcome.duration.as_millis() as i64,
+        })))
     }
 }

@@ -23,6 +23,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     crypto::SecretBox,
+    delivery::worker::{DeliveryService, DeliverySettings},
     poller::{Poller, PollerSettings},
     scheduler::{JobKey, PollScheduler},
     store::notifications::NotificationHub,
@@ -39,6 +40,8 @@ pub struct AppState {
     pub poller: Arc<Poller>,
     /// Runs URL checks.
     pub url_checks: Arc<UrlCheckService>,
+    /// Sends the notification outbox.
+    pub delivery: Arc<DeliveryService>,
     /// Present when hosts are polled on their schedules (`serve`); absent in API-only uses.
     pub scheduler: Option<Arc<PollScheduler>>,
 }
@@ -46,6 +49,16 @@ pub struct AppState {
 impl AppState {
     /// The state over a database, with its poller.
     pub fn new(db: DatabaseConnection, secrets: SecretBox, settings: PollerSettings) -> Self {
+        Self::with_delivery(db, secrets, settings, DeliverySettings::default())
+    }
+
+    /// The state with chosen delivery settings.
+    pub fn with_delivery(
+        db: DatabaseConnection,
+        secrets: SecretBox,
+        settings: PollerSettings,
+        delivery: DeliverySettings,
+    ) -> Self {
         let secrets = Arc::new(secrets);
         let notifications = NotificationHub::default();
         let poller = Arc::new(Poller {
@@ -60,12 +73,18 @@ impl AppState {
             notifications.clone(),
             Arc::new(SystemResolver),
         ));
+        // Building the HTTP client only fails on a broken TLS set-up, which is fixed at build time.
+        let delivery = Arc::new(
+            DeliveryService::new(db.clone(), secrets.clone(), notifications.clone(), delivery)
+                .expect("the delivery HTTP client builds"),
+        );
         Self {
             db,
             secrets,
             notifications,
             poller,
             url_checks,
+            delivery,
             scheduler: None,
         }
     }

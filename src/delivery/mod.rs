@@ -1,5 +1,8 @@
-//! Notification channels: their settings, split into what may be shown and what is secret.
-//! The delivery workers (outbox, retry, backoff) come with the delivery issue.
+//! Delivery: notification channels (settings split into what may be shown and what is secret),
+//! the messages they carry (`message`), and the worker that sends the outbox (`worker`).
+
+pub mod message;
+pub mod worker;
 
 use std::collections::BTreeMap;
 

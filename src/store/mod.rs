@@ -5,6 +5,7 @@
 //! readers never block the writer; PostgreSQL is used as given by `DATABASE_URL`.
 
 pub mod channels;
+pub mod deliveries;
 pub mod history;
 pub mod hosts;
 pub mod notifications;

@@ -61,10 +61,10 @@ pub struct NewNotification {
     pub message: String,
 }
 
-/// Writes a notification (inside the caller's transaction, when there is one). The caller
-/// tells the hub after committing.
+/// Writes a notification and its delivery rows (inside the caller's transaction, when there is
+/// one, so neither exists without the other). The caller tells the hub after committing.
 pub async fn insert(db: &impl ConnectionTrait, n: NewNotification) -> Result<notification::Model> {
-    Ok(notification::ActiveModel {
+    let row = notification::ActiveModel {
         host_id: Set(n.host_id),
         url_check_id: Set(n.url_check_id),
         kind: Set(n.kind),
@@ -82,7 +82,9 @@ pub async fn insert(db: &impl ConnectionTrait, n: NewNotification) -> Result<not
         ..Default::default()
     }
     .insert(db)
-    .await?)
+    .await?;
+    super::deliveries::enqueue(db, &row).await?;
+    Ok(row)
 }
 
 /// What to list.

@@ -1,0 +1,118 @@
+//! The delivery outbox: one row per (notification, matching channel), created in the
+//! notification's own transaction, then sent, retried or given up by the delivery worker.
+
+use entity::{channel, delivery, host_label, notification, url_check};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+
+use crate::{error::Result, store::now_ms};
+
+/// Delivery statuses.
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const SENT: &str = "sent";
+    pub const FAILED: &str = "failed";
+}
+
+fn rank(level: &str) -> u8 {
+    match level {
+        "critical" => 2,
+        "warning" => 1,
+        _ => 0,
+    }
+}
+
+/// Creates the delivery rows of a new notification: one per enabled channel whose level, host
+/// and label filters it passes. A URL check attached to a host counts as that host's.
+pub async fn enqueue(db: &impl ConnectionTrait, n: &notification::Model) -> Result<usize> {
+    let channels = channel::Entity::find()
+        .filter(channel::Column::Enabled.eq(true))
+        .all(db)
+        .await?;
+    if channels.is_empty() {
+        return Ok(0);
+    }
+    let host_id = match (n.host_id, n.url_check_id) {
+        (Some(h), _) => Some(h),
+        (None, Some(u)) => url_check::Entity::find_by_id(u)
+            .one(db)
+            .await?
+            .and_then(|c| c.host_id),
+        (None, None) => None,
+    };
+    let labels: Vec<String> = match host_id {
+        Some(h) if channels.iter().any(|c| c.label.is_some()) => host_label::Entity::find()
+            .filter(host_label::Column::HostId.eq(h))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|l| l.label)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let now = now_ms();
+    let rows: Vec<delivery::ActiveModel> = channels
+        .iter()
+        .filter(|c| rank(&n.level) >= rank(&c.min_level))
+        .filter(|c| c.host_id.is_none() || c.host_id == host_id)
+        .filter(|c| c.label.as_ref().is_none_or(|l| labels.contains(l)))
+        .map(|c| delivery::ActiveModel {
+            channel_id: Set(c.id),
+            notification_id: Set(n.id),
+            status: Set(status::PENDING.into()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            created_at: Set(now),
+            ..Default::default()
+        })
+        .collect();
+    let count = rows.len();
+    delivery::Entity::insert_many(rows).exec(db).await?;
+    Ok(count)
+}
+
+/// Pending deliveries due by `now_ms`, oldest first.
+pub async fn due(
+    db: &impl ConnectionTrait,
+    now_ms: i64,
+    limit: u64,
+) -> Result<Vec<delivery::Model>> {
+    Ok(delivery::Entity::find()
+        .filter(delivery::Column::Status.eq(status::PENDING))
+        .filter(delivery::Column::NextAttemptAt.lte(now_ms))
+        .order_by_asc(delivery::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Records a successful send.
+pub async fn mark_sent(db: &impl ConnectionTrait, d: &delivery::Model) -> Result<()> {
+    let mut m: delivery::ActiveModel = d.clone().into();
+    m.status = Set(status::SENT.into());
+    m.attempts = Set(d.attempts + 1);
+    m.sent_at = Set(Some(now_ms()));
+    m.last_error = Set(None);
+    m.update(db).await?;
+    Ok(())
+}
+
+/// Records a failed attempt: retried at `retry_at`, or given up (`None`).
+pub async fn mark_failed(
+    db: &impl ConnectionTrait,
+    d: &delivery::Model,
+    error: &str,
+    retry_at: Option<i64>,
+) -> Result<()> {
+    let mut m: delivery::ActiveModel = d.clone().into();
+    m.attempts = Set(d.attempts + 1);
+    m.last_error = Set(Some(error.to_owned()));
+    match retry_at {
+        Some(at) => m.next_attempt_at = Set(at),
+        None => m.status = Set(status::FAILED.into()),
+    }
+    m.update(db).await?;
+    Ok(())
+}

@@ -1,0 +1,602 @@
+//! Notification delivery against real receivers on loopback: an HTTP server standing in for a
+//! webhook, Slack's incoming webhooks and Telegram's Bot API (payloads checked against their
+//! documented shapes), and aiosmtpd as a real SMTP server.
+
+mod common;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use hostwatch::{
+    api::{self, AppState},
+    crypto::SecretBox,
+    delivery::worker::DeliverySettings,
+    poller::PollerSettings,
+    store::{
+        self,
+        notifications::{self, NewNotification},
+        tokens,
+    },
+};
+use poem::{
+    EndpointExt, Request, Response,
+    endpoint::BoxEndpoint,
+    http::StatusCode,
+    listener::{Acceptor, Listener},
+    test::TestClient,
+};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// A request the receiver got.
+#[derive(Debug, Clone)]
+struct Got {
+    path: String,
+    headers: HashMap<String, String>,
+    body: Value,
+}
+
+/// An HTTP receiver: records every request; `/status-queue` answers are popped per path prefix.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Got>>>,
+    answers: Arc<Mutex<HashMap<String, VecDeque<u16>>>>,
+}
+
+impl Receiver {
+    async fn start(&self) -> u16 {
+        let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+        let me = self.clone();
+        let ep = poem::endpoint::make(move |mut req: Request| {
+            let me = me.clone();
+            async move {
+                let path = req.uri().path().to_owned();
+                let headers = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                let body: Value =
+                    serde_json::from_str(&req.take_body().into_string().await.unwrap_or_default())
+                        .unwrap_or(Value::Null);
+                me.got.lock().unwrap().push(Got {
+                    path: path.clone(),
+                    headers,
+                    body,
+                });
+                if path.starts_with("/slow") {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                let status = me
+                    .answers
+                    .lock()
+                    .unwrap()
+                    .iter_mut()
+                    .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+                    .and_then(|(_, q)| q.pop_front())
+                    .unwrap_or(200);
+                let body = if path.ends_with("/sendMessage") {
+                    json!({"ok": true, "result": {"message_id": 1}}).to_string()
+                } else {
+                    "ok".to_owned()
+                };
+                Response::builder()
+                    .status(StatusCode::from_u16(status).unwrap())
+                    .body(body)
+            }
+        });
+        tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(ep));
+        port
+    }
+
+    fn answer(&self, prefix: &str, statuses: &[u16]) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(prefix.to_owned(), statuses.iter().copied().collect());
+    }
+
+    fn got(&self, prefix: &str) -> Vec<Got> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|g| g.path.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+}
+
+/// aiosmtpd writing what it receives to a maildir.
+struct Smtp {
+    child: std::process::Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl Smtp {
+    fn start() -> Self {
+        let maildir = tempfile::tempdir().unwrap();
+        let port = common::free_port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
+            .arg(maildir.path().join("box"))
+            .spawn()
+            .expect("python3 -m aiosmtpd (scripts/test.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self {
+            child,
+            port,
+            maildir,
+        }
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let dir = self.maildir.path().join("box").join("new");
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| std::fs::read_to_string(e.path()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fast() -> DeliverySettings {
+    DeliverySettings {
+        timeout: Duration::from_secs(2),
+        max_attempts: 3,
+        base_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_millis(400),
+        tick: Duration::from_millis(100),
+    }
+}
+
+/// hostwatch's API and delivery worker over a data directory that outlives them.
+struct Service {
+    state: AppState,
+    client: TestClient<BoxEndpoint<'static, Response>>,
+    token: String,
+    stop: watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    async fn start(dir: &std::path::Path, token: Option<String>, run_worker: bool) -> Self {
+        let db = store::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("hostwatch.db").display()
+        ))
+        .await
+        .unwrap();
+        store::migrate(&db).await.unwrap();
+        let token = match token {
+            Some(t) => t,
+            None => tokens::create(&db, "admin", false).await.unwrap(),
+        };
+        let state = AppState::with_delivery(
+            db,
+            SecretBox::load(None, dir).unwrap(),
+            PollerSettings {
+                enroll_on_create: false,
+                ..Default::default()
+            },
+            fast(),
+        );
+        let client = TestClient::new(api::app(state.clone()).map_to_response().boxed());
+        let (stop, stop_rx) = watch::channel(false);
+        let worker = if run_worker {
+            tokio::spawn(state.delivery.clone().run(stop_rx))
+        } else {
+            tokio::spawn(async {})
+        };
+        Self {
+            state,
+            client,
+            token,
+            stop,
+            worker,
+        }
+    }
+
+    async fn stop(self) -> String {
+        let _ = self.stop.send(true);
+        let _ = self.worker.await;
+        self.state.db.close().await.unwrap();
+        self.token
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let req = match method {
+            "GET" => self.client.get(path),
+            "POST" => self.client.post(path),
+            other => panic!("{other}"),
+        }
+        .header("authorization", format!("Bearer {}", self.token));
+        let req = match body {
+            Some(b) => req.body_json(&b),
+            None => req,
+        };
+        let resp = req.send().await;
+        let status = resp.0.status();
+        let text = resp.0.into_body().into_string().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn channel(&self, body: Value) -> i64 {
+        let (status, ch) = self.call("POST", "/api/v1/channels", Some(body)).await;
+        assert_eq!(status, StatusCode::CREATED, "{ch}");
+        ch["id"].as_i64().unwrap()
+    }
+
+    async fn host(&self) -> i64 {
+        let (status, h) = self
+            .call("POST", "/api/v1/hosts", Some(json!({"name": "web-1", "address": "127.0.0.1", "port": 2222, "username": "ops", "password": "x", "labels": ["env=prod"]})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{h}");
+        h["id"].as_i64().unwrap()
+    }
+
+    async fn notify(&self, host_id: i64, level: &str) -> i64 {
+        let n = notifications::insert(
+            &self.state.db,
+            NewNotification {
+                host_id: Some(host_id),
+                kind: "threshold".into(),
+                metric: Some("cpu.usage_pct".into()),
+                level: level.into(),
+                state: "firing".into(),
+                event: Some("fired".into()),
+                value: Some(97.5),
+                threshold: Some(90.0),
+                title: format!("web-1: cpu.usage_pct is {level} (97.5 ≥ 90)"),
+                message: "CPU <busy> & hot".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        self.state.notifications.published(n.id);
+        n.id
+    }
+
+    async fn deliveries(&self, channel: i64) -> Vec<Value> {
+        let (_, d) = self
+            .call(
+                "GET",
+                &format!("/api/v1/channels/{channel}/deliveries"),
+                None,
+            )
+            .await;
+        d.as_array().unwrap().clone()
+    }
+
+    /// Waits until every delivery of `channel` is in `status`.
+    async fn wait_for(&self, channel: i64, status: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let d = self.deliveries(channel).await;
+            if d.len() == count && d.iter().all(|d| d["status"] == status) {
+                return d;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "channel {channel}: not {count} × {status}: {d:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_kind_delivers_in_its_documented_shape() {
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    let smtp = Smtp::start();
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None, true).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let webhook = svc
+        .channel(json!({"name": "hook", "kind": "webhook", "settings": {"url": format!("{base}/hook"), "headers": {"Authorization": "Bearer s3cret"}}}))
+        .await;
+    let slack = svc.channel(json!({"name": "slack", "kind": "slack", "settings": {"webhook_url": format!("{base}/services/T000/B000/XXXX")}})).await;
+    let telegram = svc
+        .channel(json!({"name": "tg", "kind": "telegram", "settings": {"bot_token": "123456:ABC-token", "chat_id": "-1001234", "api_base_url": base}}))
+        .await;
+    let email = svc
+        .channel(json!({"name": "mail", "kind": "email", "settings": {"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "tls": "none",
+                         "from": "hostwatch@example.com", "to": ["ops@example.com", "oncall@example.com"]}}))
+        .await;
+    let host = svc.host().await;
+    svc.notify(host, "critical").await;
+    for ch in [webhook, slack, telegram, email] {
+        let d = svc.wait_for(ch, "sent", 1).await;
+        assert_eq!(d[0]["attempts"], 1);
+        assert!(d[0]["sent_at"].is_string());
+    }
+
+    let hook = &rx.got("/hook")[0];
+    assert_eq!(
+        hook.headers.get("authorization").map(String::as_str),
+        Some("Bearer s3cret")
+    );
+    assert_eq!(
+        hook.headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    let b = &hook.body;
+    assert_eq!(
+        (
+            b["level"].as_str(),
+            b["state"].as_str(),
+            b["event"].as_str()
+        ),
+        (Some("critical"), Some("firing"), Some("fired"))
+    );
+    assert_eq!(
+        (b["value"].as_f64(), b["threshold"].as_f64()),
+        (Some(97.5), Some(90.0))
+    );
+    assert_eq!(
+        b["about"],
+        json!({"type": "host", "name": "web-1", "address": "127.0.0.1", "port": 2222})
+    );
+    assert!(
+        b["text"]
+            .as_str()
+            .unwrap()
+            .contains("Host: web-1 (127.0.0.1:2222)")
+    );
+
+    // Slack incoming webhook: `text` fallback plus Block Kit blocks.
+    let s = &rx.got("/services/T000/B000/XXXX")[0].body;
+    assert!(
+        s["text"]
+            .as_str()
+            .unwrap()
+            .contains("[CRITICAL] web-1: cpu.usage_pct is critical")
+    );
+    let blocks = s["blocks"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "header");
+    assert_eq!(blocks[0]["text"]["type"], "plain_text");
+    assert_eq!(
+        (
+            blocks[1]["type"].as_str(),
+            blocks[1]["text"]["type"].as_str()
+        ),
+        (Some("section"), Some("mrkdwn"))
+    );
+    assert!(
+        blocks[1]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("*Value:* 97.50 (threshold 90)")
+    );
+    assert!(
+        blocks[1]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("CPU &lt;busy&gt; &amp; hot")
+    );
+
+    // Telegram Bot API: POST /bot<token>/sendMessage with chat_id, text, parse_mode.
+    let tg = &rx.got("/bot123456:ABC-token/sendMessage")[0].body;
+    assert_eq!(
+        (tg["chat_id"].as_str(), tg["parse_mode"].as_str()),
+        (Some("-1001234"), Some("HTML"))
+    );
+    let text = tg["text"].as_str().unwrap();
+    assert!(text.starts_with("<b>[CRITICAL] web-1"), "{text}");
+    assert!(
+        text.contains("<b>Host:</b> web-1 (127.0.0.1:2222)")
+            && text.contains("CPU &lt;busy&gt; &amp; hot"),
+        "{text}"
+    );
+
+    // Email: one plain-text message to both recipients.
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert!(
+        mail.contains("Subject: [CRITICAL] web-1: cpu.usage_pct is critical"),
+        "{mail}"
+    );
+    assert!(mail.contains("From: hostwatch@example.com"));
+    assert!(mail.contains("ops@example.com") && mail.contains("oncall@example.com"));
+    assert!(mail.to_lowercase().contains("content-type: text/plain"));
+    assert!(
+        mail.contains("Metric: cpu.usage_pct")
+            && mail.contains("Level: critical")
+            && mail.contains("State: firing (fired)"),
+        "{mail}"
+    );
+
+    // The secrets never come back.
+    let (_, listed) = svc.call("GET", "/api/v1/channels", None).await;
+    for secret in ["s3cret", "ABC-token", "XXXX"] {
+        assert!(!listed.to_string().contains(secret), "{secret} in {listed}");
+    }
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn retries_after_500_then_gives_up_at_the_limit() {
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    rx.answer("/flaky", &[500]);
+    rx.answer("/down", &[500, 502, 503, 500, 500]);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None, true).await;
+    let flaky = svc.channel(json!({"name": "flaky", "kind": "webhook", "settings": {"url": format!("http://127.0.0.1:{port}/flaky")}})).await;
+    let down = svc.channel(json!({"name": "down", "kind": "webhook", "settings": {"url": format!("http://127.0.0.1:{port}/down")}})).await;
+    let host = svc.host().await;
+    svc.notify(host, "warning").await;
+
+    let d = svc.wait_for(flaky, "sent", 1).await;
+    assert_eq!(d[0]["attempts"], 2, "500, then 200: {d:?}");
+    assert_eq!(rx.got("/flaky").len(), 2);
+
+    let d = svc.wait_for(down, "failed", 1).await;
+    assert_eq!(d[0]["attempts"], 3, "given up at max_attempts: {d:?}");
+    assert!(
+        d[0]["last_error"].as_str().unwrap().contains("HTTP 503"),
+        "{d:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(rx.got("/down").len(), 3, "nothing after giving up");
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn pending_deliveries_survive_a_restart_and_are_sent_once() {
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The notification is written while no worker runs (as if the service died right after).
+    let svc = Service::start(dir.path(), None, false).await;
+    let ch = svc.channel(json!({"name": "hook", "kind": "webhook", "settings": {"url": format!("http://127.0.0.1:{port}/hook")}})).await;
+    let host = svc.host().await;
+    svc.notify(host, "critical").await;
+    assert_eq!(svc.deliveries(ch).await[0]["status"], "pending");
+    let token = svc.stop().await;
+
+    let svc = Service::start(dir.path(), Some(token), true).await;
+    svc.wait_for(ch, "sent", 1).await;
+    let token = svc.stop().await;
+    // Another restart: the confirmed delivery is not sent again.
+    let svc = Service::start(dir.path(), Some(token), true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.got("/hook").len(), 1);
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn level_host_and_label_filters() {
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None, true).await;
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let critical_only = svc.channel(json!({"name": "crit", "kind": "webhook", "min_level": "critical", "settings": {"url": url}})).await;
+    let staging = svc.channel(json!({"name": "staging", "kind": "webhook", "min_level": "info", "label": "env=staging", "settings": {"url": url}})).await;
+    let prod = svc.channel(json!({"name": "prod", "kind": "webhook", "min_level": "info", "label": "env=prod", "settings": {"url": url}})).await;
+    let host = svc.host().await;
+    svc.notify(host, "warning").await;
+    svc.wait_for(prod, "sent", 1).await;
+    assert!(
+        svc.deliveries(critical_only).await.is_empty(),
+        "a warning is below critical"
+    );
+    assert!(
+        svc.deliveries(staging).await.is_empty(),
+        "the host is not labelled env=staging"
+    );
+    svc.notify(host, "critical").await;
+    svc.wait_for(critical_only, "sent", 1).await;
+    svc.wait_for(prod, "sent", 2).await;
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_channel_does_not_delay_the_others() {
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None, true).await;
+    let slow = svc.channel(json!({"name": "slow", "kind": "webhook", "settings": {"url": format!("http://127.0.0.1:{port}/slow")}})).await;
+    let fast = svc.channel(json!({"name": "fast", "kind": "webhook", "settings": {"url": format!("http://127.0.0.1:{port}/hook")}})).await;
+    let host = svc.host().await;
+    let t = Instant::now();
+    svc.notify(host, "critical").await;
+    svc.wait_for(fast, "sent", 1).await;
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert_eq!(svc.deliveries(slow).await[0]["status"], "pending");
+    // The slow one times out (2 s) and is retried, not lost.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let d = svc.deliveries(slow).await;
+    assert!(
+        d[0]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no answer within")
+            || d[0]["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("timed out"),
+        "{d:?}"
+    );
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn the_test_endpoint_reports_the_outcome() {
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None, false).await;
+    let good = svc.channel(json!({"name": "good", "kind": "webhook", "settings": {"url": format!("http://127.0.0.1:{port}/hook")}})).await;
+    let (status, r) = svc
+        .call("POST", &format!("/api/v1/channels/{good}/test"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(
+        rx.got("/hook")[0].body["title"]
+            .as_str()
+            .unwrap()
+            .contains("test message")
+    );
+    let dead = svc
+        .channel(json!({"name": "dead", "kind": "telegram", "settings": {"bot_token": "999:SECRET", "chat_id": "1", "api_base_url": format!("http://127.0.0.1:{}", common::free_port())}}))
+        .await;
+    let (_, r) = svc
+        .call("POST", &format!("/api/v1/channels/{dead}/test"), None)
+        .await;
+    assert_eq!(r["ok"], false);
+    let error = r["error"].as_str().unwrap();
+    assert!(
+        !error.contains("SECRET"),
+        "the token is not in the error: {error}"
+    );
+    assert!(
+        svc.deliveries(good).await.is_empty(),
+        "a test is not an outbox row"
+    );
+    svc.stop().await;
+}
+
+#[test]
+fn backoff_doubles_and_is_capped() {
+    let s = DeliverySettings::default();
+    assert_eq!(s.backoff(1), Duration::from_secs(5));
+    assert_eq!(s.backoff(2), Duration::from_secs(10));
+    assert_eq!(s.backoff(4), Duration::from_secs(40));
+    assert_eq!(s.backoff(30), Duration::from_secs(600));
+}
