@@ -19,6 +19,43 @@ use crate::{
     store::{self, tokens},
 };
 
+/// Raises the open-file limit as far as allowed: every monitored host holds a connection.
+/// Returns the soft limit in force afterwards.
+pub fn raise_fd_limit(wanted: u64) -> u64 {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur >= wanted {
+            return lim.rlim_cur;
+        }
+        // Root may raise the hard limit too; others get the hard limit.
+        let raised = libc::rlimit {
+            rlim_cur: wanted,
+            rlim_max: wanted.max(lim.rlim_max),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+            return wanted;
+        }
+        let capped = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &capped) == 0 {
+            return lim.rlim_max;
+        }
+        lim.rlim_cur
+    }
+    #[cfg(not(unix))]
+    wanted
+}
+
 /// Creates the data directory (0700) when it does not exist.
 pub fn ensure_data_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
@@ -142,6 +179,8 @@ pub async fn retention_loop(
 
 /// `hostwatch serve`.
 pub async fn serve(args: ServeArgs) -> Result<()> {
+    let files = raise_fd_limit(65_536);
+    tracing::info!(open_files = files, "open-file limit");
     let (db, secrets) = open(&args.storage).await?;
     tracing::info!(backend = store::backend_name(&db), data_dir = %args.storage.data_dir.display(), "database ready");
     ensure_admin_token(&db, &args.storage.data_dir).await?;

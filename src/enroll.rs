@@ -215,6 +215,8 @@ pub async fn enroll(
         .map_err(Error::from)?
         .is_none_or(|r| r.ok);
     let stored = run.insert(&poller.db).await.map_err(Error::from)?;
+    // Facts, status, login or key may have changed.
+    poller.invalidate(host_id);
     if let Some(message) = error {
         let reported_elsewhere = matches!(
             host::Entity::find_by_id(host_id).one(&poller.db).await.map_err(Error::from)?.map(|h| h.status),

@@ -273,28 +273,35 @@ fn describe(
     (title, message, threshold)
 }
 
+/// Every stored alert state of a host (one query for both the threshold and the reachability
+/// alerts of a poll).
+pub async fn host_states(
+    db: &impl ConnectionTrait,
+    host_id: i64,
+) -> Result<Vec<alert_state::Model>> {
+    Ok(alert_state::Entity::find()
+        .filter(alert_state::Column::HostId.eq(host_id))
+        .all(db)
+        .await?)
+}
+
 /// Steps every threshold alert of a host with the values of one poll. Labels with no value this
 /// time (a mount gone, a GPU not reporting) keep their state.
 pub async fn evaluate_thresholds(
     db: &impl ConnectionTrait,
     host: &host::Model,
+    thresholds: &[threshold::Model],
+    stored: &[alert_state::Model],
     values: &[MetricValue],
     now_ms: i64,
 ) -> Result<Vec<notification::Model>> {
-    let thresholds = threshold::Entity::find()
-        .filter(threshold::Column::HostId.eq(host.id))
-        .all(db)
-        .await?;
-    let states: HashMap<(String, String), alert_state::Model> = alert_state::Entity::find()
-        .filter(alert_state::Column::HostId.eq(host.id))
-        .filter(alert_state::Column::Kind.eq(THRESHOLD))
-        .all(db)
-        .await?
-        .into_iter()
+    let states: HashMap<(String, String), &alert_state::Model> = stored
+        .iter()
+        .filter(|s| s.kind == THRESHOLD)
         .map(|s| ((s.metric.clone(), s.label.clone()), s))
         .collect();
     let mut written = Vec::new();
-    for t in &thresholds {
+    for t in thresholds {
         let Some(spec) = alerts::host_metric(&t.metric) else {
             continue;
         };
@@ -314,7 +321,7 @@ pub async fn evaluate_thresholds(
             )
             .collect();
         for label in labels {
-            let existing = states.get(&(t.metric.clone(), label.to_owned()));
+            let existing = states.get(&(t.metric.clone(), label.to_owned())).copied();
             let before = existing
                 .map(to_state)
                 .unwrap_or_else(|| AlertState::new(now_ms));
@@ -423,9 +430,10 @@ pub async fn record_unreachable(
 pub async fn record_reachable(
     db: &impl ConnectionTrait,
     host: &host::Model,
+    stored: &[alert_state::Model],
     now_ms: i64,
 ) -> Result<Option<notification::Model>> {
-    let Some(row) = unreachable_row(db, host.id).await? else {
+    let Some(row) = stored.iter().find(|s| s.kind == UNREACHABLE).cloned() else {
         return Ok(None);
     };
     let before = to_state(&row);

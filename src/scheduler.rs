@@ -79,6 +79,10 @@ pub fn default_schedule(seed: &str) -> String {
     format!("{} * * * * *", hash % 60)
 }
 
+/// Slots of the scheduler's internal channels: room for every job of a large fleet to tick at
+/// once.
+const SCHEDULER_CHANNEL: usize = 1 << 16;
+
 /// What a job runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JobKey {
@@ -138,7 +142,11 @@ impl PollScheduler {
         url_checks: Arc<UrlCheckService>,
         max_concurrent_polls: usize,
     ) -> Result<Arc<Self>> {
-        let sched = JobScheduler::new().await.map_err(sched_err)?;
+        // The scheduler fans ticks out over a broadcast channel; with its default size (200) a
+        // fleet of thousands of jobs overflows it and ticks are lost ("Lagged").
+        let sched = JobScheduler::new_with_channel_size(SCHEDULER_CHANNEL)
+            .await
+            .map_err(sched_err)?;
         sched.start().await.map_err(sched_err)?;
         let this = Arc::new_cyclic(|me| Self {
             sched,

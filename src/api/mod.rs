@@ -67,6 +67,7 @@ impl AppState {
             pool: Default::default(),
             hub: notifications.clone(),
             settings,
+            hot: Default::default(),
         });
         let url_checks = Arc::new(UrlCheckService::new(
             db.clone(),
@@ -96,6 +97,9 @@ impl AppState {
 
     /// Keeps a scheduled job (host or URL check) in line with its row after a change.
     pub async fn job_changed(&self, key: JobKey) {
+        if let JobKey::Host(id) = key {
+            self.poller.invalidate(id);
+        }
         if let Some(s) = &self.scheduler
             && let Err(e) = s.sync(key).await
         {

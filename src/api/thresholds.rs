@@ -159,6 +159,7 @@ impl ThresholdsApi {
         hosts::get(&self.0.db, id.0).await?;
         let settings = body.0.validate(HOST_METRICS, &metric.0)?;
         let row = store::put(&self.0.db, Owner::Host(id.0), &metric.0, &settings).await?;
+        self.0.poller.invalidate(id.0);
         Ok(PutThresholdResponse::Ok(Json(row.into())))
     }
 

@@ -106,7 +106,30 @@ pub struct Poller {
     pub pool: SshPool,
     pub hub: NotificationHub,
     pub settings: PollerSettings,
+    /// What steady-state polls would otherwise read from the database every time.
+    pub(crate) hot: std::sync::Mutex<HotState>,
 }
+
+/// Per-host data kept in memory between polls. The database stays the source of truth: each
+/// entry is dropped by [`Poller::invalidate`] whenever the host, its credentials, thresholds or
+/// host key change (the API calls it), and after any failed poll.
+#[derive(Default)]
+pub(crate) struct HotState {
+    prepared: std::collections::HashMap<i64, Arc<Prepared>>,
+    counters: std::collections::HashMap<i64, Counters>,
+    thresholds: std::collections::HashMap<i64, Arc<Vec<entity::threshold::Model>>>,
+    /// When the pinned key was last recorded as seen (its `last_seen_at` need not move per poll).
+    key_seen: std::collections::HashMap<i64, (String, std::time::Instant)>,
+}
+
+impl std::fmt::Debug for HotState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HotState({} hosts)", self.prepared.len())
+    }
+}
+
+/// How often a pinned key's `last_seen_at` is refreshed.
+const KEY_SEEN_REFRESH: Duration = Duration::from_secs(3600);
 
 /// A ready-to-dial target with its identity (what must change to need a new connection).
 pub(crate) struct Prepared {
@@ -116,6 +139,60 @@ pub(crate) struct Prepared {
 }
 
 impl Poller {
+    /// Forgets what is cached about a host; the next poll reads it from the database.
+    pub fn invalidate(&self, host_id: i64) {
+        let mut hot = self.hot.lock().expect("not poisoned");
+        hot.prepared.remove(&host_id);
+        hot.counters.remove(&host_id);
+        hot.thresholds.remove(&host_id);
+        hot.key_seen.remove(&host_id);
+    }
+
+    /// [`Poller::prepare`], from memory when nothing changed since the last poll.
+    async fn prepared(&self, host_id: i64) -> Result<Arc<Prepared>, PollError> {
+        if let Some(p) = self
+            .hot
+            .lock()
+            .expect("not poisoned")
+            .prepared
+            .get(&host_id)
+        {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(self.prepare(host_id).await?);
+        self.hot
+            .lock()
+            .expect("not poisoned")
+            .prepared
+            .insert(host_id, p.clone());
+        Ok(p)
+    }
+
+    async fn thresholds(&self, host_id: i64) -> Result<Arc<Vec<entity::threshold::Model>>> {
+        if let Some(t) = self
+            .hot
+            .lock()
+            .expect("not poisoned")
+            .thresholds
+            .get(&host_id)
+        {
+            return Ok(t.clone());
+        }
+        let rows = Arc::new(
+            crate::store::thresholds::list(
+                &self.db,
+                crate::store::thresholds::Owner::Host(host_id),
+            )
+            .await?,
+        );
+        self.hot
+            .lock()
+            .expect("not poisoned")
+            .thresholds
+            .insert(host_id, rows.clone());
+        Ok(rows)
+    }
+
     /// Loads a host, decrypts its login and works out the host-key policy.
     pub(crate) async fn prepare(&self, host_id: i64) -> Result<Prepared, PollError> {
         let host = host::Entity::find_by_id(host_id)
@@ -197,8 +274,25 @@ impl Poller {
         match result {
             Ok(run) => {
                 let seen = seen_key(&run.host_key);
-                // Trust on first use: the first key seen after a successful login is pinned.
-                ssh_store::record_key(&self.db, p.host.id, &seen, true).await?;
+                let fresh = self
+                    .hot
+                    .lock()
+                    .expect("not poisoned")
+                    .key_seen
+                    .get(&p.host.id)
+                    .is_some_and(|(fp, at)| {
+                        *fp == seen.fingerprint && at.elapsed() < KEY_SEEN_REFRESH
+                    });
+                if !fresh {
+                    // Trust on first use: the first key seen after a successful login is pinned.
+                    ssh_store::record_key(&self.db, p.host.id, &seen, true).await?;
+                    let entry = (seen.fingerprint, std::time::Instant::now());
+                    self.hot
+                        .lock()
+                        .expect("not poisoned")
+                        .key_seen
+                        .insert(p.host.id, entry);
+                }
                 Ok(run)
             }
             Err(err) => {
@@ -321,6 +415,10 @@ impl Poller {
             Err(PollError::Service(Error::NotFound(_))) => return result,
             Err(PollError::Service(e)) => ("error", Some("internal"), Some(e.to_string())),
         };
+        if result.is_err() {
+            // Whatever failed may have changed the host's row (status, key): read it afresh.
+            self.invalidate(host_id);
+        }
         // A scheduled tick on a parked host (key mismatch, unsupported) is not an attempt.
         let parked = !force && matches!(result, Err(PollError::Refused(_)));
         if result.is_err() && !parked {
@@ -396,7 +494,7 @@ impl Poller {
     }
 
     async fn poll_inner(&self, host_id: i64, force: bool) -> Result<PollReport, PollError> {
-        let mut prepared = self.prepare(host_id).await?;
+        let mut prepared = self.prepared(host_id).await?;
         match prepared.host.status.as_str() {
             status::HOST_KEY_MISMATCH => {
                 return Err(PollError::Refused(format!(
@@ -415,7 +513,8 @@ impl Poller {
         }
         if prepared.host.enrolled_at.is_none() {
             let run = crate::enroll::enroll(self, host_id, force).await?;
-            prepared = self.prepare(host_id).await?;
+            self.invalidate(host_id);
+            prepared = self.prepared(host_id).await?;
             if prepared.host.enrolled_at.is_none() {
                 return Err(PollError::Host {
                     kind: "enrollment_failed",
@@ -429,7 +528,7 @@ impl Poller {
             }
             if prepared.host.status == status::UNSUPPORTED {
                 return Err(PollError::Refused(
-                    prepared.host.status_message.unwrap_or_default(),
+                    prepared.host.status_message.clone().unwrap_or_default(),
                 ));
             }
         }
@@ -466,23 +565,45 @@ impl Poller {
             return Err(err);
         }
         let text = String::from_utf8_lossy(&run.output.stdout);
-        let previous = latest_snapshot::Entity::find()
-            .filter(latest_snapshot::Column::HostId.eq(host_id))
-            .one(&self.db)
-            .await
-            .map_err(Error::from)?
-            .and_then(|row| serde_json::from_str::<Counters>(&row.counters).ok());
+        let cached = self
+            .hot
+            .lock()
+            .expect("not poisoned")
+            .counters
+            .remove(&host_id);
+        let previous = match cached {
+            Some(c) => Some(c),
+            None => latest_snapshot::Entity::find()
+                .filter(latest_snapshot::Column::HostId.eq(host_id))
+                .one(&self.db)
+                .await
+                .map_err(Error::from)?
+                .and_then(|row| serde_json::from_str::<Counters>(&row.counters).ok()),
+        };
         let now = now_ms();
         let (snapshot, counters) = probe::build_snapshot(&text, previous.as_ref(), now);
-        self.store_success(
-            &prepared.host,
-            started_ms,
-            run.output.duration,
-            &snapshot,
-            &counters,
-        )
-        .await?;
+        let thresholds = self.thresholds(host_id).await?;
+        let published = self
+            .store_success(
+                &prepared.host,
+                &thresholds,
+                started_ms,
+                run.output.duration,
+                &snapshot,
+                &counters,
+            )
+            .await?;
+        self.hot
+            .lock()
+            .expect("not poisoned")
+            .counters
+            .insert(host_id, counters);
+        for n in published {
+            self.hub.published(n.id);
+        }
         if prepared.host.status != status::OK {
+            // The cached host row still says the old status.
+            self.invalidate(host_id);
             self.leave_status(
                 &prepared.host,
                 format!("{} is reachable again", prepared.host.name),
@@ -505,6 +626,7 @@ impl Poller {
     async fn store_success(
         &self,
         host: &host::Model,
+        thresholds: &[entity::threshold::Model],
         started_ms: i64,
         duration: Duration,
         snapshot: &Snapshot,
@@ -568,8 +690,11 @@ impl Poller {
             .filter(host::Column::Id.eq(host.id))
             .exec(&txn)
             .await?;
-        let mut written = crate::evaluator::evaluate_thresholds(&txn, host, &values, ts).await?;
-        written.extend(crate::evaluator::record_reachable(&txn, host, ts).await?);
+        let stored = crate::evaluator::host_states(&txn, host.id).await?;
+        let mut written =
+            crate::evaluator::evaluate_thresholds(&txn, host, thresholds, &stored, &values, ts)
+                .await?;
+        written.extend(crate::evaluator::record_reachable(&txn, host, &stored, ts).await?);
         txn.commit().await?;
         Ok(written)
     }
@@ -596,6 +721,7 @@ impl Poller {
         let key = seen_key(&session.host_key);
         session.close().await;
         let row = ssh_store::trust_only(&self.db, host_id, &key).await?;
+        self.invalidate(host_id);
         self.pool.forget(host_id).await;
         if prepared.host.status == status::HOST_KEY_MISMATCH {
             ssh_store::set_status(
