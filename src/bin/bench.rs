@@ -1,0 +1,442 @@
+//! bench: hostwatch's benchmark driver (not part of the service; run by `scripts/bench.sh`).
+//!
+//! `bench a --port P --user U --key FILE [--parallel 8] [--seconds 15]`
+//!   against a real sshd: polls/s of hostwatch's poller (SSH, parse, store), of `ssh` subprocesses
+//!   running the same probe (a new connection per poll), and of `sh` running it locally.
+//! `bench b --hosts N --sim PATH [--base-port 20000] [--seconds 60]`
+//!   a simulated fleet on a 10 s schedule: polls on time / late / missed, latency, CPU, memory,
+//!   samples written.
+
+use std::{
+    process::Stdio,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use entity::{host, metric_sample, poll};
+use hostwatch::{
+    api::AppState,
+    crypto::SecretBox,
+    poller::PollerSettings,
+    probe::PROBE_SCRIPT,
+    scheduler::{self, PollScheduler},
+    store::{
+        self,
+        hosts::{NewCredential, NewHost},
+    },
+};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
+use tokio::io::AsyncWriteExt;
+use zeroize::Zeroizing;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn arg_str(args: &[String], name: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} is required"))
+}
+
+/// CPU seconds (user + system) this process has used.
+fn cpu_seconds() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct passed.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+/// (VmRSS, VmHWM) in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("VmRSS:"), get("VmHWM:"))
+}
+
+async fn state(dir: &std::path::Path, poll_timeout: Duration) -> AppState {
+    let db = store::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("bench.db").display()
+    ))
+    .await
+    .expect("database");
+    store::migrate(&db).await.expect("migrations");
+    let settings = PollerSettings {
+        poll_timeout,
+        enroll_on_create: false,
+        ..Default::default()
+    };
+    AppState::new(
+        db,
+        SecretBox::load(None, dir).expect("master key"),
+        settings,
+    )
+}
+
+/// Registers a host and marks it enrolled (the benchmark measures steady-state polling).
+async fn add_host(
+    state: &AppState,
+    name: String,
+    port: u16,
+    username: &str,
+    credential: NewCredential,
+    schedule: &str,
+) -> i64 {
+    let view = store::hosts::create(
+        &state.db,
+        &state.secrets,
+        NewHost {
+            name,
+            address: "127.0.0.1".into(),
+            port,
+            username: username.into(),
+            credential,
+            schedule: schedule.into(),
+            labels: vec![],
+            expected_host_key_fingerprint: None,
+            provision: false,
+            enabled: true,
+        },
+    )
+    .await
+    .expect("host");
+    view.host.id
+}
+
+async fn mark_enrolled(state: &AppState) {
+    host::Entity::update_many()
+        .col_expr(host::Column::EnrolledAt, Expr::value(store::now_ms()))
+        .col_expr(host::Column::Status, Expr::value("ok"))
+        .exec(&state.db)
+        .await
+        .expect("enrolled");
+}
+
+/// Runs `work` in `parallel` loops for `seconds`; returns completed runs per second.
+async fn rate<F, Fut>(parallel: usize, seconds: u64, work: F) -> f64
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let done = Arc::new(AtomicU64::new(0));
+    let work = Arc::new(work);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..parallel {
+        let (done, work) = (done.clone(), work.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < end {
+                if work(i).await {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn run_shell(program: &str, args: &[String]) -> bool {
+    let Ok(mut child) = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let mut stdin = child.stdin.take().expect("piped");
+    let _ = stdin.write_all(PROBE_SCRIPT.as_bytes()).await;
+    drop(stdin);
+    matches!(child.wait_with_output().await, Ok(o) if o.status.success() && o.stdout.len() > 1000)
+}
+
+async fn part_a(args: &[String]) {
+    let port: u16 = arg(args, "--port", 2222);
+    let user = arg_str(args, "--user");
+    let key_file = arg_str(args, "--key");
+    let parallel: usize = arg(args, "--parallel", 8);
+    let seconds: u64 = arg(args, "--seconds", 15);
+    let key = Zeroizing::new(std::fs::read_to_string(&key_file).expect("key file"));
+    let info = hostwatch::ssh::keys::inspect_private_key(&key, None).expect("key");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let st = state(dir.path(), Duration::from_secs(30)).await;
+    let mut ids = Vec::new();
+    for i in 0..parallel {
+        let cred = NewCredential::PrivateKey {
+            key: key.clone(),
+            passphrase: None,
+            algorithm: info.algorithm.clone(),
+            public_key: info.public_key.clone(),
+        };
+        ids.push(add_host(&st, format!("sshd-{i}"), port, &user, cred, "0 0 0 1 1 *").await);
+    }
+    mark_enrolled(&st).await;
+    for id in &ids {
+        st.poller.poll(*id, true).await.expect("first poll (dial)");
+    }
+    let poller = st.poller.clone();
+    let ids = Arc::new(ids);
+    let hostwatch = rate(parallel, seconds, move |i| {
+        let (poller, ids) = (poller.clone(), ids.clone());
+        async move { poller.poll(ids[i], true).await.is_ok() }
+    })
+    .await;
+
+    let ssh_args: Vec<String> = [
+        "-i",
+        &key_file,
+        "-p",
+        &port.to_string(),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "LogLevel=ERROR",
+        &format!("{user}@127.0.0.1"),
+        "sh",
+        "-s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let ssh_args = Arc::new(ssh_args);
+    let baseline = rate(parallel, seconds, move |_| {
+        let a = ssh_args.clone();
+        async move { run_shell("ssh", &a).await }
+    })
+    .await;
+    let floor = rate(parallel, seconds, |_| async {
+        run_shell("sh", &["-s".to_owned()]).await
+    })
+    .await;
+
+    println!("A. real OpenSSH sshd on loopback, {parallel} in parallel, {seconds} s each");
+    println!(
+        "   hostwatch poller (persistent connection, SSH + parse + store): {hostwatch:8.1} polls/s"
+    );
+    println!(
+        "   ssh subprocess per poll (new connection each time):           {baseline:8.1} polls/s"
+    );
+    println!(
+        "   local sh, no SSH (the floor):                                 {floor:8.1} polls/s"
+    );
+    println!(
+        "   hostwatch / ssh baseline = {:.1}x   (target >= 10x)",
+        hostwatch / baseline
+    );
+    println!(
+        "   hostwatch / local floor  = {:.2}x   (target >= 0.5x)",
+        hostwatch / floor
+    );
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn part_b(args: &[String]) {
+    let hosts: usize = arg(args, "--hosts", 100);
+    let base: u16 = arg(args, "--base-port", 20_000);
+    let seconds: u64 = arg(args, "--seconds", 60);
+    let sim = arg_str(args, "--sim");
+    let max_concurrent: usize = arg(args, "--max-concurrent-polls", 128);
+    const PERIOD_MS: i64 = 10_000;
+    let files = hostwatch::app::raise_fd_limit(hosts as u64 * 2 + 4096);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Each simulated host holds a listener and a connection: split the fleet over processes so
+    // each stays within its open-file limit.
+    const PER_SIM: usize = 4000;
+    let mut sims = Vec::new();
+    for (k, start) in (0..hosts).step_by(PER_SIM).enumerate() {
+        let count = PER_SIM.min(hosts - start);
+        let ready = dir.path().join(format!("sim{k}.ready"));
+        let mut child = tokio::process::Command::new(&sim)
+            .args([
+                "--hosts",
+                &count.to_string(),
+                "--base-port",
+                &(base as usize + start).to_string(),
+            ])
+            .args(["--gpus", &(count / 10).to_string()])
+            .arg("--ready-file")
+            .arg(&ready)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("fleetsim");
+        while !ready.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("fleetsim exited early: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        sims.push(child);
+    }
+
+    let setup = Instant::now();
+    let st = state(dir.path(), Duration::from_secs(10)).await;
+    for i in 0..hosts {
+        let cred = NewCredential::Password(Zeroizing::new("sim".into()));
+        add_host(
+            &st,
+            format!("sim-{i}"),
+            base + i as u16,
+            "monitor",
+            cred,
+            "*/10 * * * * *",
+        )
+        .await;
+    }
+    mark_enrolled(&st).await;
+    let (rss_before, _) = rss_kib();
+    let scheduler = PollScheduler::start(st.poller.clone(), st.url_checks.clone(), max_concurrent)
+        .await
+        .expect("scheduler");
+    let setup_s = setup.elapsed().as_secs_f64();
+
+    // Warm-up: every host connected and polled once (or 90 s).
+    let warm = Instant::now();
+    loop {
+        let polled = host::Entity::find()
+            .filter(host::Column::LastOkAt.is_not_null())
+            .count(&st.db)
+            .await
+            .unwrap_or(0);
+        if polled as usize >= hosts || warm.elapsed() > Duration::from_secs(90) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let warm_s = warm.elapsed().as_secs_f64();
+    // Start the window on a period boundary.
+    let now = store::now_ms();
+    tokio::time::sleep(Duration::from_millis((PERIOD_MS - now % PERIOD_MS) as u64)).await;
+    let t0 = store::now_ms();
+    let cpu0 = cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let cpu1 = cpu_seconds();
+    let t1 = store::now_ms();
+    let (rss_after, hwm) = rss_kib();
+    scheduler.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let rows = poll::Entity::find()
+        .filter(poll::Column::StartedAt.gte(t0))
+        .filter(poll::Column::StartedAt.lt(t1))
+        .all(&st.db)
+        .await
+        .expect("polls");
+    let period = Duration::from_millis(PERIOD_MS as u64);
+    let (mut on_time, mut late, mut failed, mut skipped) = (0u64, 0u64, 0u64, 0u64);
+    let mut latencies = Vec::new();
+    for p in &rows {
+        match p.outcome.as_str() {
+            "ok" => {
+                let offset = scheduler::start_offset(p.host_id, period).as_millis() as i64;
+                let delay = (p.started_at - offset).rem_euclid(PERIOD_MS);
+                if delay <= 1000 {
+                    on_time += 1
+                } else {
+                    late += 1
+                }
+                latencies.push(p.duration_ms);
+            }
+            "skipped_overrun" => skipped += 1,
+            _ => failed += 1,
+        }
+    }
+    latencies.sort_unstable();
+    let expected = hosts as u64 * ((t1 - t0) / PERIOD_MS) as u64;
+    let missed = expected.saturating_sub(on_time + late);
+    let polls = on_time + late;
+    let cpu = cpu1 - cpu0;
+    let window = (t1 - t0) as f64 / 1000.0;
+    let samples = metric_sample::Entity::find()
+        .filter(metric_sample::Column::Ts.gte(t0))
+        .filter(metric_sample::Column::Ts.lt(t1))
+        .count(&st.db)
+        .await
+        .unwrap_or(0);
+    let on_time_pct = if expected > 0 {
+        on_time as f64 * 100.0 / expected as f64
+    } else {
+        0.0
+    };
+    println!(
+        "B. simulated fleet: {hosts} hosts, 10 s schedule, {window:.0} s window (setup {setup_s:.0} s, warm-up {warm_s:.0} s, open files {files})"
+    );
+    println!(
+        "   polls expected {expected}: on time {on_time} ({on_time_pct:.2} %), late {late}, missed {missed} (failed {failed}, overrun {skipped})"
+    );
+    println!(
+        "   poll latency p50 {} ms, p99 {} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+    println!(
+        "   poller CPU {:.1} % of one core, {:.0} us CPU per poll",
+        cpu * 100.0 / window,
+        if polls > 0 {
+            cpu * 1e6 / polls as f64
+        } else {
+            0.0
+        }
+    );
+    println!(
+        "   peak RSS {:.1} MiB, RSS per host {:.1} KiB",
+        hwm as f64 / 1024.0,
+        rss_after.saturating_sub(rss_before) as f64 / hosts as f64
+    );
+    println!("   samples written {:.0}/s", samples as f64 / window);
+    for mut s in sims {
+        let _ = s.kill().await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("a") => part_a(&args).await,
+        Some("b") => part_b(&args).await,
+        _ => {
+            eprintln!("usage: bench a --port P --user U --key FILE | bench b --hosts N --sim PATH")
+        }
+    }
+}
