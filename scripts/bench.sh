@@ -31,11 +31,15 @@ cleanup() {
 }
 trap cleanup EXIT
 id hwbench >/dev/null 2>&1 || useradd -m -s /bin/sh hwbench
-usermod -p '*' hwbench
+# sshd runs without PAM: the account needs a password hash (not '!') to be usable, even for keys.
+usermod -p "$(openssl passwd -6 "bench-$RANDOM-$RANDOM")" hwbench
 mkdir -p /run/sshd
 ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$work/id"
 cp "$work/id.pub" "$work/authorized_keys"
+# sshd reads the key file as the user.
+chmod 755 "$work"
+chmod 644 "$work/authorized_keys"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$work/sshd_config" <<CONF
 Port $port
