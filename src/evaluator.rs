@@ -229,10 +229,7 @@ fn describe(
         format!("{} {label}", t.metric)
     };
     let level = tr.level();
-    let threshold = match level {
-        Level::Warning => rule.warning,
-        Level::Critical => rule.critical,
-    };
+    let threshold = rule.threshold(level);
     let cmp = match rule.direction {
         Direction::Above => "≥",
         Direction::Below => "≤",
@@ -589,10 +586,7 @@ pub async fn evaluate_url_check(
                         value,
                         now_ms,
                         |tr, v| {
-                            let th = match tr.level() {
-                                Level::Warning => rule.warning,
-                                Level::Critical => rule.critical,
-                            };
+                            let th = rule.threshold(tr.level());
                             let title = if tr.firing() {
                                 format!(
                                     "{} is slow: {} ms ({})",
@@ -691,10 +685,7 @@ pub async fn evaluate_url_check(
                     .to_rfc3339();
                 written.extend(
                     step_and_record(db, &alert, existing, before, &rule, Some(days_left), now_ms, |tr, v| {
-                        let th = match tr.level() {
-                            Level::Warning => rule.warning,
-                            Level::Critical => rule.critical,
-                        };
+                        let th = rule.threshold(tr.level());
                         let title = if tr.firing() {
                             format!("{}: certificate expires in {} days ({})", check.name, fmt_value(v), tr.level().as_str())
                         } else {

@@ -234,20 +234,7 @@ impl Service {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let req = match method {
-            "GET" => self.client.get(path),
-            "POST" => self.client.post(path),
-            other => panic!("{other}"),
-        }
-        .header("authorization", format!("Bearer {}", self.token));
-        let req = match body {
-            Some(b) => req.body_json(&b),
-            None => req,
-        };
-        let resp = req.send().await;
-        let status = resp.0.status();
-        let text = resp.0.into_body().into_string().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        common::request(&self.client, method, path, &self.token, body).await
     }
 
     async fn channel(&self, body: Value) -> i64 {

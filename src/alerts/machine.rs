@@ -51,7 +51,8 @@ pub struct Rule {
 }
 
 impl Rule {
-    fn threshold(&self, level: Level) -> Option<f64> {
+    /// The level's threshold, if the rule has that level.
+    pub fn threshold(&self, level: Level) -> Option<f64> {
         match level {
             Level::Warning => self.warning,
             Level::Critical => self.critical,

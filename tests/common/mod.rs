@@ -126,32 +126,7 @@ impl TestApp {
         token: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let req = match method {
-            "GET" => self.client.get(path),
-            "POST" => self.client.post(path),
-            "PATCH" => self.client.patch(path),
-            "PUT" => self.client.put(path),
-            "DELETE" => self.client.delete(path),
-            other => panic!("method {other}"),
-        };
-        let req = if token.is_empty() {
-            req
-        } else {
-            req.header("authorization", format!("Bearer {token}"))
-        };
-        let req = match body {
-            Some(b) => req.body_json(&b),
-            None => req,
-        };
-        let resp = req.send().await;
-        let status = resp.0.status();
-        let text = resp.0.into_body().into_string().await.unwrap();
-        let json = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
-        };
-        (status, json)
+        request(&self.client, method, path, token, body).await
     }
 
     /// Sends a raw body (for malformed JSON tests).
@@ -197,6 +172,43 @@ impl TestApp {
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.call("DELETE", path, &self.admin.clone(), None).await
     }
+}
+
+/// Sends a JSON request through `client` with `token` (none when empty); returns the status and
+/// the JSON body (`Null` when empty; anything else that is not JSON fails the test).
+pub async fn request(
+    client: &TestClient<BoxEndpoint<'static, Response>>,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let req = match method {
+        "GET" => client.get(path),
+        "POST" => client.post(path),
+        "PATCH" => client.patch(path),
+        "PUT" => client.put(path),
+        "DELETE" => client.delete(path),
+        other => panic!("method {other}"),
+    };
+    let req = if token.is_empty() {
+        req
+    } else {
+        req.header("authorization", format!("Bearer {token}"))
+    };
+    let req = match body {
+        Some(b) => req.body_json(&b),
+        None => req,
+    };
+    let resp = req.send().await;
+    let status = resp.0.status();
+    let text = resp.0.into_body().into_string().await.unwrap();
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
+    };
+    (status, json)
 }
 
 /// An OpenSSH private key made by ssh-keygen, optionally encrypted.
