@@ -1,5 +1,6 @@
-//! The scheduler: one tokio-cron-scheduler job per enabled host and per enabled URL check, from
-//! its 6-field cron schedule.
+//! The scheduler: runs every enabled host and URL check on its 6-field cron schedule, with one
+//! tokio-cron-scheduler job per distinct schedule (a fleet shares a few schedules; one job per
+//! host cost tokio-cron-scheduler a cron parse and several task spawns per host per tick).
 //!
 //! Schedules are validated with the exact parser and settings tokio-cron-scheduler uses, so a
 //! schedule the API accepts is one the scheduler runs (the `cron` crate numbers weekdays
@@ -58,9 +59,11 @@ pub fn period(schedule: &str) -> Option<Duration> {
     (second - first).to_std().ok()
 }
 
-/// A host's fixed start offset within its period: up to half the period, at most 10 s.
+/// A host's fixed start offset within its period: within the first 90 % of the period (a poll
+/// started late in the window still ends before the next tick), at most 10 s, so a fleet on one
+/// schedule spreads its load evenly over the period.
 pub fn start_offset(host_id: i64, period: Duration) -> Duration {
-    let window = (period / 2).min(Duration::from_secs(10)).as_millis() as u64;
+    let window = (period * 9 / 10).min(Duration::from_secs(10)).as_millis() as u64;
     if window == 0 {
         return Duration::ZERO;
     }
@@ -110,12 +113,26 @@ impl Drop for RunningGuard {
     }
 }
 
+/// The scheduled work: what each key runs on, and the one job of each schedule.
+#[derive(Default)]
+struct Jobs {
+    schedule_of: HashMap<JobKey, String>,
+    groups: HashMap<String, Group>,
+}
+
+/// The keys that share one schedule, and their tokio-cron-scheduler job.
+struct Group {
+    job: Uuid,
+    /// Each member with its start offset within the period.
+    members: Arc<Mutex<HashMap<JobKey, Duration>>>,
+}
+
 /// Polls every enabled host, and runs every enabled URL check, on its schedule.
 pub struct PollScheduler {
     sched: JobScheduler,
     poller: Arc<Poller>,
     url_checks: Arc<UrlCheckService>,
-    jobs: tokio::sync::Mutex<HashMap<JobKey, (Uuid, String)>>,
+    jobs: tokio::sync::Mutex<Jobs>,
     running: Arc<Mutex<HashSet<JobKey>>>,
     permits: Arc<Semaphore>,
     me: Weak<PollScheduler>,
@@ -204,36 +221,65 @@ impl PollScheduler {
             return self.remove(key).await;
         }
         let mut jobs = self.jobs.lock().await;
-        if jobs.get(&key).is_some_and(|(_, s)| s == schedule) {
+        if jobs.schedule_of.get(&key).is_some_and(|s| s == schedule) {
             return Ok(());
         }
-        if let Some((old, _)) = jobs.remove(&key) {
-            self.sched.remove(&old).await.map_err(sched_err)?;
-        }
-        let me = self.me.clone();
+        self.leave_group(&mut jobs, key).await?;
         let offset = period(schedule)
             .map(|p| start_offset(key.id(), p))
             .unwrap_or_default();
-        let job = Job::new_async(schedule, move |_, _| {
-            let me = me.clone();
-            Box::pin(async move {
-                if let Some(me) = me.upgrade() {
-                    me.tick(key, offset, false).await;
-                }
+        if !jobs.groups.contains_key(schedule) {
+            let members: Arc<Mutex<HashMap<JobKey, Duration>>> = Default::default();
+            let (me, due) = (self.me.clone(), members.clone());
+            let job = Job::new_async(schedule, move |_, _| {
+                let (me, due) = (me.clone(), due.clone());
+                Box::pin(async move {
+                    let Some(me) = me.upgrade() else { return };
+                    let due: Vec<(JobKey, Duration)> = due
+                        .lock()
+                        .expect("not poisoned")
+                        .iter()
+                        .map(|(k, o)| (*k, *o))
+                        .collect();
+                    for (key, offset) in due {
+                        me.tick(key, offset, false).await;
+                    }
+                })
             })
-        })
-        .map_err(sched_err)?;
-        let id = self.sched.add(job).await.map_err(sched_err)?;
-        jobs.insert(key, (id, schedule.to_owned()));
+            .map_err(sched_err)?;
+            let id = self.sched.add(job).await.map_err(sched_err)?;
+            jobs.groups
+                .insert(schedule.to_owned(), Group { job: id, members });
+        }
+        jobs.groups[schedule]
+            .members
+            .lock()
+            .expect("not poisoned")
+            .insert(key, offset);
+        jobs.schedule_of.insert(key, schedule.to_owned());
+        Ok(())
+    }
+
+    /// Takes a key out of its schedule's group; the group's job goes with its last member.
+    async fn leave_group(&self, jobs: &mut Jobs, key: JobKey) -> Result<()> {
+        let Some(schedule) = jobs.schedule_of.remove(&key) else {
+            return Ok(());
+        };
+        let empty = jobs.groups.get(&schedule).is_some_and(|g| {
+            let mut members = g.members.lock().expect("not poisoned");
+            members.remove(&key);
+            members.is_empty()
+        });
+        if empty && let Some(group) = jobs.groups.remove(&schedule) {
+            self.sched.remove(&group.job).await.map_err(sched_err)?;
+        }
         Ok(())
     }
 
     /// Removes a job.
     pub async fn remove(&self, key: JobKey) -> Result<()> {
-        if let Some((id, _)) = self.jobs.lock().await.remove(&key) {
-            self.sched.remove(&id).await.map_err(sched_err)?;
-        }
-        Ok(())
+        let mut jobs = self.jobs.lock().await;
+        self.leave_group(&mut jobs, key).await
     }
 
     /// Runs a job as soon as a slot is free (a new host is enrolled, then polled), through the
@@ -249,13 +295,16 @@ impl PollScheduler {
 
     /// How many jobs are scheduled.
     pub async fn scheduled(&self) -> usize {
-        self.jobs.lock().await.len()
+        self.jobs.lock().await.schedule_of.len()
     }
 
     async fn tick(&self, key: JobKey, offset: Duration, force: bool) {
         if !self.running.lock().expect("not poisoned").insert(key) {
             match key {
-                JobKey::Host(host_id) => self.record_overrun(host_id).await,
+                // Not awaited: a group's tick goes on to the other members at once.
+                JobKey::Host(host_id) => {
+                    tokio::spawn(record_overrun(self.poller.db.clone(), host_id));
+                }
                 JobKey::UrlCheck(id) => {
                     tracing::warn!(url_check_id = id, "URL check still running; tick skipped")
                 }
@@ -288,24 +337,27 @@ impl PollScheduler {
             }
         });
     }
+}
 
-    async fn record_overrun(&self, host_id: i64) {
-        let row = poll::ActiveModel {
-            host_id: Set(host_id),
-            started_at: Set(now_ms()),
-            duration_ms: Set(0),
-            outcome: Set("skipped_overrun".into()),
-            error_kind: Set(Some("overrun".into())),
-            error: Set(Some(
-                "the previous poll was still running; this tick was skipped".into(),
-            )),
-            ..Default::default()
-        };
-        if let Err(e) = row.insert(&self.poller.db).await {
-            tracing::warn!(host_id, error = %e, "could not record an overrun");
-        }
+/// Records a skipped tick of a host whose previous poll was still running.
+async fn record_overrun(db: sea_orm::DatabaseConnection, host_id: i64) {
+    let row = poll::ActiveModel {
+        host_id: Set(host_id),
+        started_at: Set(now_ms()),
+        duration_ms: Set(0),
+        outcome: Set("skipped_overrun".into()),
+        error_kind: Set(Some("overrun".into())),
+        error: Set(Some(
+            "the previous poll was still running; this tick was skipped".into(),
+        )),
+        ..Default::default()
+    };
+    if let Err(e) = row.insert(&db).await {
+        tracing::warn!(host_id, error = %e, "could not record an overrun");
     }
+}
 
+impl PollScheduler {
     /// Stops scheduling (runs in flight finish on their own deadlines).
     pub async fn shutdown(&self) {
         let mut sched = self.sched.clone();
@@ -328,10 +380,11 @@ mod tests {
             .collect();
         assert!(
             offsets.len() > 900,
-            "offsets spread over 5 s: {} distinct",
+            "offsets spread over 9 s: {} distinct",
             offsets.len()
         );
-        assert!(offsets.iter().all(|o| *o < 5000));
+        assert!(offsets.iter().all(|o| *o < 9000));
+        assert!(offsets.iter().filter(|o| **o >= 4500).count() > 400);
         assert_eq!(
             start_offset(7, Duration::from_secs(3600)),
             start_offset(7, Duration::from_secs(3600))

@@ -182,6 +182,7 @@ async fn migrate_creates_a_fresh_sqlite_database_and_is_idempotent() {
         "enrollment_runs",
         "polls",
         "metric_samples",
+        "metric_sample_sets",
         "latest_snapshots",
         "thresholds",
         "alert_states",

@@ -355,7 +355,7 @@ async fn a_poll_slower_than_its_schedule_is_not_overlapped() {
 
 #[tokio::test]
 async fn retention_deletes_only_old_history() {
-    use entity::metric_sample;
+    use entity::{metric_sample, metric_sample_set};
     use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), None).await;
@@ -383,17 +383,53 @@ async fn retention_deletes_only_old_history() {
         .insert(&svc.state.db)
         .await
         .unwrap();
+        metric_sample_set::ActiveModel {
+            host_id: Set(id),
+            ts: Set(ts),
+            count: Set(1),
+            samples: Set(r#"{"cpu.usage_pct":{"":1.0}}"#.into()),
+            ..Default::default()
+        }
+        .insert(&svc.state.db)
+        .await
+        .unwrap();
     }
     let purged = store::retention::purge(&svc.state.db, now - 7 * 86_400_000)
         .await
         .unwrap();
-    assert_eq!(purged.samples, 1);
+    // One old row of each form: a single sample (written before sets) and a set.
+    assert_eq!(purged.samples, 2);
     assert_eq!(
         metric_sample::Entity::find()
             .count(&svc.state.db)
             .await
             .unwrap(),
         2
+    );
+    assert_eq!(
+        metric_sample_set::Entity::find()
+            .count(&svc.state.db)
+            .await
+            .unwrap(),
+        2
+    );
+    // Both forms answer a series query, oldest first.
+    let points = store::history::series(
+        &svc.state.db,
+        &store::history::SeriesQuery {
+            host_id: id,
+            name: "cpu.usage_pct".into(),
+            label: None,
+            from_ms: now - 2 * 86_400_000,
+            to_ms: now,
+            limit: 100,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        points.iter().map(|p| p.ts).collect::<Vec<_>>(),
+        vec![now - 86_400_000, now - 86_400_000, now, now]
     );
     svc.stop().await;
 }

@@ -14,6 +14,7 @@ pub mod host_key;
 pub mod host_label;
 pub mod latest_snapshot;
 pub mod metric_sample;
+pub mod metric_sample_set;
 pub mod notification;
 pub mod poll;
 pub mod service_secret;

@@ -68,6 +68,7 @@ impl AppState {
             hub: notifications.clone(),
             settings,
             hot: Default::default(),
+            writer: Default::default(),
         });
         let url_checks = Arc::new(UrlCheckService::new(
             db.clone(),

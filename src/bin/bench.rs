@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use entity::{host, metric_sample, poll};
+use entity::{host, metric_sample_set, poll};
 use hostwatch::{
     api::AppState,
     crypto::SecretBox,
@@ -55,6 +55,23 @@ fn cpu_seconds() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+/// CPU seconds (user + system) the given processes have used.
+fn children_cpu_seconds(pids: &[u32]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let user: f64 = fields.get(11)?.parse().ok()?;
+            let system: f64 = fields.get(12)?.parse().ok()?;
+            Some((user + system) / ticks)
+        })
+        .sum()
 }
 
 /// (VmRSS, VmHWM) in KiB.
@@ -342,9 +359,16 @@ async fn part_b(args: &[String]) {
     let now = store::now_ms();
     tokio::time::sleep(Duration::from_millis((PERIOD_MS - now % PERIOD_MS) as u64)).await;
     let t0 = store::now_ms();
+    let sim_pids: Vec<u32> = sims.iter().filter_map(|s| s.id()).collect();
+    let dials0 = st.poller.pool.dials();
+    let writer0 = st.poller.writer_stats();
     let cpu0 = cpu_seconds();
+    let sim_cpu0 = children_cpu_seconds(&sim_pids);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let cpu1 = cpu_seconds();
+    let sim_cpu1 = children_cpu_seconds(&sim_pids);
+    let dials = st.poller.pool.dials() - dials0;
+    let writer1 = st.poller.writer_stats();
     let t1 = store::now_ms();
     let (rss_after, hwm) = rss_kib();
     scheduler.shutdown().await;
@@ -381,11 +405,12 @@ async fn part_b(args: &[String]) {
     let polls = on_time + late;
     let cpu = cpu1 - cpu0;
     let window = (t1 - t0) as f64 / 1000.0;
-    let samples = metric_sample::Entity::find()
-        .filter(metric_sample::Column::Ts.gte(t0))
-        .filter(metric_sample::Column::Ts.lt(t1))
-        .count(&st.db)
+    let samples: u64 = metric_sample_set::Entity::find()
+        .filter(metric_sample_set::Column::Ts.gte(t0))
+        .filter(metric_sample_set::Column::Ts.lt(t1))
+        .all(&st.db)
         .await
+        .map(|sets| sets.iter().map(|s| s.count as u64).sum())
         .unwrap_or(0);
     let on_time_pct = if expected > 0 {
         on_time as f64 * 100.0 / expected as f64
@@ -418,6 +443,17 @@ async fn part_b(args: &[String]) {
         rss_after.saturating_sub(rss_before) as f64 / hosts as f64
     );
     println!("   samples written {:.0}/s", samples as f64 / window);
+    let batches = writer1.batches - writer0.batches;
+    println!(
+        "   writer: {batches} transactions, {:.1} polls each, busy {:.1} % of the time, slowest {} ms; connections dialled {dials}",
+        (writer1.results - writer0.results) as f64 / batches.max(1) as f64,
+        (writer1.busy_us - writer0.busy_us) as f64 / 1e4 / window,
+        writer1.slowest_us / 1000
+    );
+    println!(
+        "   (the simulator, on the same cores: CPU {:.1} % of one core)",
+        (sim_cpu1 - sim_cpu0) * 100.0 / window
+    );
     for mut s in sims {
         let _ = s.kill().await;
     }

@@ -6,13 +6,16 @@
 //! hosts.
 
 pub mod local;
+mod writer;
+
+pub use writer::WriterStats;
 
 use std::{sync::Arc, time::Duration};
 
-use entity::{host, latest_snapshot, metric_sample, poll};
+use entity::{host, latest_snapshot, poll};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-    TransactionTrait, sea_query::OnConflict,
+    TransactionTrait,
 };
 
 use crate::{
@@ -108,6 +111,8 @@ pub struct Poller {
     pub settings: PollerSettings,
     /// What steady-state polls would otherwise read from the database every time.
     pub(crate) hot: std::sync::Mutex<HotState>,
+    /// Stores successful polls in batches.
+    pub(crate) writer: writer::PollWriter,
 }
 
 /// Per-host data kept in memory between polls. The database stays the source of truth: each
@@ -139,6 +144,11 @@ pub(crate) struct Prepared {
 }
 
 impl Poller {
+    /// What the batch writer has done so far.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.writer.stats()
+    }
+
     /// Forgets what is cached about a host; the next poll reads it from the database.
     pub fn invalidate(&self, host_id: i64) {
         let mut hot = self.hot.lock().expect("not poisoned");
@@ -586,7 +596,7 @@ impl Poller {
         let published = self
             .store_success(
                 &prepared.host,
-                &thresholds,
+                thresholds,
                 started_ms,
                 run.output.duration,
                 &snapshot,
@@ -622,81 +632,28 @@ impl Poller {
     }
 
     /// The snapshot, its samples, the poll record, the host's status and the notifications the
-    /// values cause, in one transaction. Returns the notifications written.
+    /// values cause, committed together (with other polls' results, by the writer). Returns the
+    /// notifications written.
     async fn store_success(
         &self,
         host: &host::Model,
-        thresholds: &[entity::threshold::Model],
+        thresholds: Arc<Vec<entity::threshold::Model>>,
         started_ms: i64,
         duration: Duration,
         snapshot: &Snapshot,
         counters: &Counters,
     ) -> Result<Vec<entity::notification::Model>> {
-        let ts = snapshot.taken_at.timestamp_millis();
-        let txn = self.db.begin().await?;
-        latest_snapshot::Entity::insert(latest_snapshot::ActiveModel {
-            host_id: Set(host.id),
-            taken_at: Set(ts),
-            snapshot: Set(serde_json::to_string(snapshot).expect("snapshot serialises")),
-            counters: Set(serde_json::to_string(counters).expect("counters serialise")),
-            ..Default::default()
-        })
-        .on_conflict(
-            OnConflict::column(latest_snapshot::Column::HostId)
-                .update_columns([
-                    latest_snapshot::Column::TakenAt,
-                    latest_snapshot::Column::Snapshot,
-                    latest_snapshot::Column::Counters,
-                ])
-                .to_owned(),
-        )
-        .exec(&txn)
-        .await?;
-        let values = probe::metric_values(snapshot);
-        let samples = values.iter().map(|m| metric_sample::ActiveModel {
-            host_id: Set(host.id),
-            name: Set(m.name.to_owned()),
-            label: Set(m.label.clone()),
-            ts: Set(ts),
-            value: Set(m.value),
-            ..Default::default()
-        });
-        metric_sample::Entity::insert_many(samples)
-            .exec(&txn)
-            .await?;
-        poll::ActiveModel {
-            host_id: Set(host.id),
-            started_at: Set(started_ms),
-            duration_ms: Set(duration.as_millis() as i64),
-            outcome: Set("ok".into()),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        host::Entity::update_many()
-            .col_expr(
-                host::Column::Status,
-                sea_orm::sea_query::Expr::value(status::OK),
-            )
-            .col_expr(
-                host::Column::StatusMessage,
-                sea_orm::sea_query::Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                host::Column::LastPollAt,
-                sea_orm::sea_query::Expr::value(started_ms),
-            )
-            .col_expr(host::Column::LastOkAt, sea_orm::sea_query::Expr::value(ts))
-            .filter(host::Column::Id.eq(host.id))
-            .exec(&txn)
-            .await?;
-        let stored = crate::evaluator::host_states(&txn, host.id).await?;
-        let mut written =
-            crate::evaluator::evaluate_thresholds(&txn, host, thresholds, &stored, &values, ts)
-                .await?;
-        written.extend(crate::evaluator::record_reachable(&txn, host, &stored, ts).await?);
-        txn.commit().await?;
-        Ok(written)
+        let record = writer::SuccessRecord {
+            host: host.clone(),
+            thresholds,
+            started_ms,
+            duration_ms: duration.as_millis() as i64,
+            ts: snapshot.taken_at.timestamp_millis(),
+            snapshot_json: serde_json::to_string(snapshot).expect("snapshot serialises"),
+            counters_json: serde_json::to_string(counters).expect("counters serialise"),
+            values: probe::metric_values(snapshot),
+        };
+        self.writer.store(&self.db, record).await
     }
 
     /// Accepts the key the host presents now as its only trusted key, and clears a

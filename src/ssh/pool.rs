@@ -35,6 +35,7 @@ struct SlotState {
 #[derive(Default)]
 pub struct SshPool {
     slots: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<SlotState>>>>,
+    dials: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for SshPool {
@@ -130,6 +131,11 @@ impl SshPool {
         }
     }
 
+    /// How many connections have been dialled (successfully or not) since start.
+    pub fn dials(&self) -> u64 {
+        self.dials.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Runs `job.script` on the host, dialling when needed, all before `job.deadline`.
     /// `identity` names the target's address, login and credentials; a different one drops the
     /// old connection.
@@ -192,6 +198,8 @@ impl SshPool {
             let last = state.last_error.clone().unwrap_or_default();
             return Err(PoolError::Backoff(retry_at - Instant::now(), last));
         }
+        self.dials
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dialled = tokio::time::timeout_at(deadline, client::connect(target, true))
             .await
             .unwrap_or_else(|_| Err(SshError::Timeout(budget, "connecting and authenticating")));

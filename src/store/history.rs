@@ -1,9 +1,40 @@
-//! Reads of what polling and enrollment recorded: poll attempts, metric series, transcripts.
+//! Reads of what polling and enrollment recorded: poll attempts, metric series, transcripts;
+//! and the packed form a poll's metric values are stored in.
 
-use entity::{enrollment_run, metric_sample, poll};
+use std::collections::BTreeMap;
+
+use entity::{enrollment_run, metric_sample, metric_sample_set, poll};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::error::Result;
+use crate::{error::Result, probe::MetricValue};
+
+/// The values of one poll as stored in a `metric_sample_sets` row:
+/// `{"<name>": {"<label>": value, …}, …}`.
+pub fn pack(values: &[MetricValue]) -> String {
+    let mut by_name: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
+    for v in values {
+        by_name
+            .entry(v.name)
+            .or_default()
+            .insert(v.label.as_str(), v.value);
+    }
+    serde_json::to_string(&by_name).expect("names, labels and finite numbers serialise")
+}
+
+/// The values of metric `name` in a packed set, by label. A set that cannot be read (written
+/// by hand, say) gives none rather than failing the whole query.
+pub fn unpack(samples: &str, name: &str) -> BTreeMap<String, f64> {
+    serde_json::from_str::<BTreeMap<String, BTreeMap<String, Option<f64>>>>(samples)
+        .ok()
+        .and_then(|mut by_name| by_name.remove(name))
+        .map(|labels| {
+            labels
+                .into_iter()
+                .filter_map(|(label, value)| Some((label, value?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// The latest poll attempts of a host, newest first.
 pub async fn polls(
@@ -32,8 +63,53 @@ pub struct SeriesQuery {
     pub limit: u64,
 }
 
-/// Samples of one metric in a time range, oldest first, ordered by label then time.
-pub async fn series(
+/// One point of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub label: String,
+    pub ts: i64,
+    pub value: f64,
+}
+
+/// Samples of one metric in a time range, ordered by label then time, at most `limit`.
+pub async fn series(db: &impl ConnectionTrait, q: &SeriesQuery) -> Result<Vec<Point>> {
+    let mut points: Vec<Point> = legacy_series(db, q)
+        .await?
+        .into_iter()
+        .map(|s| Point {
+            label: s.label,
+            ts: s.ts,
+            value: s.value,
+        })
+        .collect();
+    // Each set holds at most a few values of one metric: `limit` sets are enough for `limit`
+    // points.
+    let sets = metric_sample_set::Entity::find()
+        .filter(metric_sample_set::Column::HostId.eq(q.host_id))
+        .filter(metric_sample_set::Column::Ts.gte(q.from_ms))
+        .filter(metric_sample_set::Column::Ts.lte(q.to_ms))
+        .order_by_asc(metric_sample_set::Column::Ts)
+        .limit(q.limit)
+        .all(db)
+        .await?;
+    for set in sets {
+        for (label, value) in unpack(&set.samples, &q.name) {
+            if q.label.as_ref().is_none_or(|l| *l == label) {
+                points.push(Point {
+                    label,
+                    ts: set.ts,
+                    value,
+                });
+            }
+        }
+    }
+    points.sort_by(|a, b| a.label.cmp(&b.label).then(a.ts.cmp(&b.ts)));
+    points.truncate(q.limit as usize);
+    Ok(points)
+}
+
+/// Samples stored one row each, before samples were packed per poll.
+async fn legacy_series(
     db: &impl ConnectionTrait,
     q: &SeriesQuery,
 ) -> Result<Vec<metric_sample::Model>> {
@@ -63,4 +139,40 @@ pub async fn latest_enrollment(
         .order_by_desc(enrollment_run::Column::Id)
         .one(db)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(name: &'static str, label: &str, value: f64) -> MetricValue {
+        MetricValue {
+            name,
+            label: label.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn packed_values_read_back_by_name() {
+        let packed = pack(&[
+            value("cpu.usage_pct", "", 12.5),
+            value("disk.used_pct", "/", 40.0),
+            value("disk.used_pct", "/home \"x\"", 3.25),
+        ]);
+        assert_eq!(
+            unpack(&packed, "cpu.usage_pct"),
+            BTreeMap::from([(String::new(), 12.5)])
+        );
+        assert_eq!(
+            unpack(&packed, "disk.used_pct"),
+            BTreeMap::from([("/".to_owned(), 40.0), ("/home \"x\"".to_owned(), 3.25)])
+        );
+        assert!(unpack(&packed, "load.one").is_empty());
+        assert!(unpack("not json", "cpu.usage_pct").is_empty());
+        assert_eq!(
+            unpack(r#"{"m":{"a":null,"b":1}}"#, "m"),
+            BTreeMap::from([("b".to_owned(), 1.0)])
+        );
+    }
 }

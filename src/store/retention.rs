@@ -1,6 +1,6 @@
 //! Retention: old metric samples, poll records and URL-check results are deleted on a timer.
 
-use entity::{metric_sample, poll, url_check_result};
+use entity::{metric_sample, metric_sample_set, poll, url_check_result};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::error::Result;
@@ -8,6 +8,7 @@ use crate::error::Result;
 /// Rows deleted by one purge.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Purged {
+    /// Sample rows: packed sets, and single samples written before sets existed.
     pub samples: u64,
     pub polls: u64,
     pub url_results: u64,
@@ -19,6 +20,10 @@ pub async fn purge(db: &impl ConnectionTrait, cutoff_ms: i64) -> Result<Purged> 
         .filter(metric_sample::Column::Ts.lt(cutoff_ms))
         .exec(db)
         .await?;
+    let sets = metric_sample_set::Entity::delete_many()
+        .filter(metric_sample_set::Column::Ts.lt(cutoff_ms))
+        .exec(db)
+        .await?;
     let polls = poll::Entity::delete_many()
         .filter(poll::Column::StartedAt.lt(cutoff_ms))
         .exec(db)
@@ -28,7 +33,7 @@ pub async fn purge(db: &impl ConnectionTrait, cutoff_ms: i64) -> Result<Purged> 
         .exec(db)
         .await?;
     Ok(Purged {
-        samples: samples.rows_affected,
+        samples: samples.rows_affected + sets.rows_affected,
         polls: polls.rows_affected,
         url_results: url_results.rows_affected,
     })

@@ -1,0 +1,352 @@
+//! The poll writer: stores the results of many successful polls in one transaction.
+//!
+//! A poll's snapshot, its samples, its poll record, its host's status and the notifications its
+//! values cause were one transaction of about seven statements. With a fleet each statement is a
+//! round trip to the database (for SQLite, a hand-off to its worker thread and back), and those
+//! hand-offs were most of a poll's CPU. The writer takes every result waiting in its queue and
+//! writes them together: one transaction, a few multi-row statements, whatever the batch size.
+//!
+//! What a poll's caller sees does not change: [`PollWriter::store`] returns once the batch that
+//! holds its result is committed, with the notifications that result wrote; a sample and its
+//! notifications are still committed together. A batch that fails is retried one result at a
+//! time, so one bad result fails only its own poll.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use entity::{alert_state, host, latest_snapshot, metric_sample_set, notification, poll};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+    sea_query::{CaseStatement, OnConflict, Query},
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    error::{Error, Result},
+    probe::MetricValue,
+};
+
+/// Most results written in one transaction.
+const MAX_BATCH: usize = 512;
+/// How long a batch waits for more results after its first. A transaction costs a fixed number
+/// of round trips to the database whatever its size, and those dominated the cost of a poll
+/// when results were written as they came (a few per transaction at 1,000 polls/s).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(25);
+/// Results that may wait for the writer before pollers wait too.
+const QUEUE: usize = 4096;
+
+/// What a successful poll leaves to be stored.
+#[derive(Debug)]
+pub(crate) struct SuccessRecord {
+    pub host: host::Model,
+    pub thresholds: Arc<Vec<entity::threshold::Model>>,
+    pub started_ms: i64,
+    pub duration_ms: i64,
+    /// When the snapshot was taken (its samples' time).
+    pub ts: i64,
+    pub snapshot_json: String,
+    pub counters_json: String,
+    pub values: Vec<MetricValue>,
+}
+
+type Reply = oneshot::Sender<Result<Vec<notification::Model>>>;
+
+/// A handle to the writer task, started on first use.
+#[derive(Debug, Default)]
+pub(crate) struct PollWriter {
+    queue: std::sync::OnceLock<mpsc::Sender<(SuccessRecord, Reply)>>,
+    stats: Arc<Counters>,
+}
+
+/// What the writer has done since it started.
+#[derive(Debug, Default)]
+struct Counters {
+    batches: AtomicU64,
+    results: AtomicU64,
+    busy_us: AtomicU64,
+    slowest_us: AtomicU64,
+}
+
+/// A summary of the writer's work, for benchmarks and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed.
+    pub batches: u64,
+    /// Poll results they held.
+    pub results: u64,
+    /// Time spent writing, in microseconds.
+    pub busy_us: u64,
+    /// The longest batch, in microseconds.
+    pub slowest_us: u64,
+}
+
+impl PollWriter {
+    /// Stores a poll's result with others waiting; returns the notifications it wrote once they
+    /// are committed.
+    /// What the writer has done so far.
+    pub fn stats(&self) -> WriterStats {
+        let c = &self.stats;
+        WriterStats {
+            batches: c.batches.load(Ordering::Relaxed),
+            results: c.results.load(Ordering::Relaxed),
+            busy_us: c.busy_us.load(Ordering::Relaxed),
+            slowest_us: c.slowest_us.load(Ordering::Relaxed),
+        }
+    }
+
+    pub async fn store(
+        &self,
+        db: &DatabaseConnection,
+        record: SuccessRecord,
+    ) -> Result<Vec<notification::Model>> {
+        let queue = self.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(run(db.clone(), rx, self.stats.clone()));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        let closed = || {
+            Error::io(
+                "poll writer",
+                std::io::Error::other("the writer task has stopped"),
+            )
+        };
+        queue.send((record, reply)).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+/// The writer task: ends when the poller (every sender) is gone.
+async fn run(
+    db: DatabaseConnection,
+    mut queue: mpsc::Receiver<(SuccessRecord, Reply)>,
+    stats: Arc<Counters>,
+) {
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(item) => item,
+            None => match queue.recv().await {
+                Some(item) => item,
+                None => return,
+            },
+        };
+        let mut hosts = std::collections::HashSet::from([first.0.host.id]);
+        let mut batch = vec![first];
+        let until = tokio::time::Instant::now() + LINGER;
+        while batch.len() < MAX_BATCH {
+            let item = match queue.try_recv() {
+                Ok(item) => item,
+                Err(_) => match tokio::time::timeout_at(until, queue.recv()).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) | Err(_) => break,
+                },
+            };
+            // A host's second result waits for the next batch: its rows must follow the first.
+            if !hosts.insert(item.0.host.id) {
+                carried = Some(item);
+                break;
+            }
+            batch.push(item);
+        }
+        let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let started = std::time::Instant::now();
+        let result = write_batch(&db, &records).await;
+        let took = started.elapsed().as_micros() as u64;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .results
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        stats.busy_us.fetch_add(took, Ordering::Relaxed);
+        stats.slowest_us.fetch_max(took, Ordering::Relaxed);
+        match result {
+            Ok(written) => {
+                for (reply, notes) in replies.into_iter().zip(written) {
+                    let _ = reply.send(Ok(notes));
+                }
+            }
+            Err(e) if records.len() == 1 => {
+                let _ = replies.into_iter().next().expect("one").send(Err(e));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, results = records.len(), "batch write failed; writing its results one by one");
+                for (record, reply) in records.iter().zip(replies) {
+                    let one = write_batch(&db, std::slice::from_ref(record)).await;
+                    let _ = reply.send(one.map(|mut w| w.pop().unwrap_or_default()));
+                }
+            }
+        }
+    }
+}
+
+/// Splits `items` into chunks whose lengths come from a short fixed ladder (`top`, `top`/4, …,
+/// 1; `top` a power of 4), so the database sees a handful of distinct statements whatever the
+/// batch size and its statement cache keeps them prepared.
+pub(crate) fn ladder_chunks<T>(mut items: &[T], top: usize) -> Vec<&[T]> {
+    debug_assert!(top.is_power_of_two() && top.trailing_zeros() % 2 == 0);
+    let mut chunks = Vec::new();
+    let mut size = top;
+    while !items.is_empty() {
+        while size > items.len() {
+            size /= 4;
+        }
+        let (chunk, rest) = items.split_at(size);
+        chunks.push(chunk);
+        items = rest;
+    }
+    chunks
+}
+
+/// Writes `records` in one transaction; returns each one's notifications, in order.
+async fn write_batch(
+    db: &DatabaseConnection,
+    records: &[SuccessRecord],
+) -> Result<Vec<Vec<notification::Model>>> {
+    let txn = db.begin().await?;
+    for chunk in ladder_chunks(records, 256) {
+        let mut insert = Query::insert();
+        insert.into_table(latest_snapshot::Entity).columns([
+            latest_snapshot::Column::HostId,
+            latest_snapshot::Column::TakenAt,
+            latest_snapshot::Column::Snapshot,
+            latest_snapshot::Column::Counters,
+        ]);
+        for r in chunk {
+            insert.values_panic([
+                r.host.id.into(),
+                r.ts.into(),
+                r.snapshot_json.clone().into(),
+                r.counters_json.clone().into(),
+            ]);
+        }
+        insert.on_conflict(
+            OnConflict::column(latest_snapshot::Column::HostId)
+                .update_columns([
+                    latest_snapshot::Column::TakenAt,
+                    latest_snapshot::Column::Snapshot,
+                    latest_snapshot::Column::Counters,
+                ])
+                .to_owned(),
+        );
+        txn.execute(&insert).await?;
+    }
+
+    for chunk in ladder_chunks(records, 256) {
+        let mut insert = Query::insert();
+        insert.into_table(metric_sample_set::Entity).columns([
+            metric_sample_set::Column::HostId,
+            metric_sample_set::Column::Ts,
+            metric_sample_set::Column::Count,
+            metric_sample_set::Column::Samples,
+        ]);
+        for r in chunk {
+            insert.values_panic([
+                r.host.id.into(),
+                r.ts.into(),
+                (r.values.len() as i32).into(),
+                crate::store::history::pack(&r.values).into(),
+            ]);
+        }
+        txn.execute(&insert).await?;
+    }
+
+    for chunk in ladder_chunks(records, 256) {
+        let mut insert = Query::insert();
+        insert.into_table(poll::Entity).columns([
+            poll::Column::HostId,
+            poll::Column::StartedAt,
+            poll::Column::DurationMs,
+            poll::Column::Outcome,
+        ]);
+        for r in chunk {
+            insert.values_panic([
+                r.host.id.into(),
+                r.started_ms.into(),
+                r.duration_ms.into(),
+                "ok".into(),
+            ]);
+        }
+        txn.execute(&insert).await?;
+    }
+
+    // CASE over the chunk's ids: kept short, it is evaluated for each updated row.
+    for chunk in ladder_chunks(records, 64) {
+        let mut polled = CaseStatement::new();
+        let mut ok = CaseStatement::new();
+        for r in chunk {
+            polled = polled.case(host::Column::Id.eq(r.host.id), r.started_ms);
+            ok = ok.case(host::Column::Id.eq(r.host.id), r.ts);
+        }
+        let update = Query::update()
+            .table(host::Entity)
+            .value(host::Column::Status, super::status::OK)
+            .value(host::Column::StatusMessage, Option::<String>::None)
+            .value(host::Column::LastPollAt, polled)
+            .value(host::Column::LastOkAt, ok)
+            .and_where(host::Column::Id.is_in(chunk.iter().map(|r| r.host.id)))
+            .to_owned();
+        txn.execute(&update).await?;
+    }
+
+    // Alert states are few (a row exists only once an alert left "ok"): one query for the batch.
+    let mut states: HashMap<i64, Vec<alert_state::Model>> = HashMap::new();
+    for chunk in ladder_chunks(records, 256) {
+        let rows = alert_state::Entity::find()
+            .filter(alert_state::Column::HostId.is_in(chunk.iter().map(|r| r.host.id)))
+            .all(&txn)
+            .await?;
+        for row in rows {
+            if let Some(id) = row.host_id {
+                states.entry(id).or_default().push(row);
+            }
+        }
+    }
+    let mut written = Vec::with_capacity(records.len());
+    for r in records {
+        let stored = states.get(&r.host.id).map(Vec::as_slice).unwrap_or(&[]);
+        let mut notes = if r.thresholds.is_empty() {
+            Vec::new()
+        } else {
+            crate::evaluator::evaluate_thresholds(
+                &txn,
+                &r.host,
+                &r.thresholds,
+                stored,
+                &r.values,
+                r.ts,
+            )
+            .await?
+        };
+        notes.extend(crate::evaluator::record_reachable(&txn, &r.host, stored, r.ts).await?);
+        written.push(notes);
+    }
+    txn.commit().await?;
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ladder_chunks;
+
+    #[test]
+    fn ladder_covers_everything_with_few_sizes() {
+        let items: Vec<u32> = (0..1000).collect();
+        let chunks = ladder_chunks(&items, 256);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![256, 256, 256, 64, 64, 64, 16, 16, 4, 4]);
+        let joined: Vec<u32> = chunks.concat();
+        assert_eq!(joined, items);
+        assert!(ladder_chunks::<u32>(&[], 64).is_empty());
+        assert_eq!(ladder_chunks(&[7], 1024), vec![&[7][..]]);
+        let sizes: Vec<usize> = ladder_chunks(&[0u8; 7], 4)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sizes, vec![4, 1, 1, 1]);
+    }
+}
