@@ -84,7 +84,7 @@ pub struct ServeArgs {
     /// How long metric samples, poll records and URL-check results are kept, e.g. `7d`.
     #[arg(long, env = "HOSTWATCH_RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub retention: std::time::Duration,
-    /// Polls running at the same time, across all hosts.
+    /// Hosts talked to over SSH at the same time, across the fleet (URL checks count too).
     #[arg(long, env = "HOSTWATCH_MAX_CONCURRENT_POLLS", default_value_t = 128)]
     pub max_concurrent_polls: usize,
     /// Failed polls in a row before a host's `host_unreachable` alert fires.

@@ -321,15 +321,18 @@ impl PollScheduler {
         tokio::spawn(async move {
             let _guard = guard;
             tokio::time::sleep(offset).await;
-            let Ok(_permit) = permits.acquire_owned().await else {
+            let Ok(permit) = permits.acquire_owned().await else {
                 return;
             };
             match key {
-                JobKey::Host(host_id) => match poller.poll(host_id, force).await {
-                    Ok(_) | Err(PollError::Refused(_)) => {}
-                    Err(e) => tracing::debug!(host_id, error = %e, "poll failed"),
-                },
+                JobKey::Host(host_id) => {
+                    match poller.poll_holding(host_id, force, Some(permit)).await {
+                        Ok(_) | Err(PollError::Refused(_)) => {}
+                        Err(e) => tracing::debug!(host_id, error = %e, "poll failed"),
+                    }
+                }
                 JobKey::UrlCheck(id) => {
+                    let _permit = permit;
                     if let Err(e) = url_checks.run(id).await {
                         tracing::warn!(url_check_id = id, error = %e, "URL check did not run");
                     }

@@ -415,9 +415,21 @@ impl Poller {
     /// Polls a host now: enrolls it first when it never was, then runs the probe and stores
     /// the snapshot, its samples and the poll record.
     pub async fn poll(&self, host_id: i64, force: bool) -> Result<PollReport, PollError> {
+        self.poll_holding(host_id, force, None).await
+    }
+
+    /// [`Poller::poll`] holding `ssh_permit` (a slot of the concurrency limit) only while it
+    /// talks to the host: parsing and storing do not hold up the next host's SSH work, and a slow
+    /// database commit does not make other polls start late.
+    pub async fn poll_holding(
+        &self,
+        host_id: i64,
+        force: bool,
+        ssh_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<PollReport, PollError> {
         let started_ms = now_ms();
         let started = std::time::Instant::now();
-        let result = self.poll_inner(host_id, force).await;
+        let result = self.poll_inner(host_id, force, ssh_permit).await;
         let (outcome, kind, message) = match &result {
             Ok(_) => ("ok", None, None),
             Err(PollError::Host { kind, message }) => ("error", Some(*kind), Some(message.clone())),
@@ -503,7 +515,12 @@ impl Poller {
         Ok(published)
     }
 
-    async fn poll_inner(&self, host_id: i64, force: bool) -> Result<PollReport, PollError> {
+    async fn poll_inner(
+        &self,
+        host_id: i64,
+        force: bool,
+        ssh_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<PollReport, PollError> {
         let mut prepared = self.prepared(host_id).await?;
         match prepared.host.status.as_str() {
             status::HOST_KEY_MISMATCH => {
@@ -551,6 +568,7 @@ impl Poller {
                 force,
             )
             .await?;
+        drop(ssh_permit);
         if run.output.exit_status.is_some_and(|s| s != 0) || run.output.exit_signal.is_some() {
             let err = PollError::Host {
                 kind: "probe_failed",
