@@ -188,7 +188,7 @@ async fn run(
 /// 1; `top` a power of 4), so the database sees a handful of distinct statements whatever the
 /// batch size and its statement cache keeps them prepared.
 pub(crate) fn ladder_chunks<T>(mut items: &[T], top: usize) -> Vec<&[T]> {
-    debug_assert!(top.is_power_of_two() && top.trailing_zeros() % 2 == 0);
+    debug_assert!(top.is_power_of_two() && top.trailing_zeros().is_multiple_of(2));
     let mut chunks = Vec::new();
     let mut size = top;
     while !items.is_empty() {
