@@ -43,7 +43,7 @@ impl Host {
         let j = |rate: f64| (t * rate) as u64;
         let i = self.index as u64;
         let mut out = String::with_capacity(8192);
-        out.push_str("\n<<<stat>>>\n");
+        out.push_str("\n<<<proc>>>\n==> /proc/stat <==\n");
         out.push_str(&format!(
             "cpu  {} {} {} {} {} 0 {} {} 0 0\n",
             j(60.0),
@@ -76,18 +76,18 @@ impl Host {
         let total = 16_384_000u64 + (i % 8) * 1_048_576;
         let avail = total / 2 + (t as u64 * 37 + i * 4099) % (total / 4);
         out.push_str(&format!(
-            "\n<<<meminfo>>>\nMemTotal:       {total} kB\nMemFree:        {} kB\nMemAvailable:   {avail} kB\nBuffers:          204800 kB\nCached:          4096000 kB\nSwapCached:            0 kB\nSwapTotal:       2097148 kB\nSwapFree:        2000000 kB\n",
+            "\n==> /proc/meminfo <==\nMemTotal:       {total} kB\nMemFree:        {} kB\nMemAvailable:   {avail} kB\nBuffers:          204800 kB\nCached:          4096000 kB\nSwapCached:            0 kB\nSwapTotal:       2097148 kB\nSwapFree:        2000000 kB\n",
             avail / 2
         ));
         out.push_str(&format!(
-            "\n<<<loadavg>>>\n{:.2} {:.2} {:.2} 2/345 {}\n",
+            "\n==> /proc/loadavg <==\n{:.2} {:.2} {:.2} 2/345 {}\n",
             0.5 + (i % 7) as f64 * 0.1,
             0.45,
             0.4,
             10_000 + i
         ));
-        out.push_str(&format!("\n<<<uptime>>>\n{t:.2} {:.2}\n", t * 3.5));
-        out.push_str("\n<<<net_dev>>>\nInter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n");
+        out.push_str(&format!("\n==> /proc/uptime <==\n{t:.2} {:.2}\n", t * 3.5));
+        out.push_str("\n==> /proc/net/dev <==\nInter-|   Receive                                                |  Transmit\n face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n");
         for (name, rate) in [
             ("lo", 2_000.0),
             ("eth0", 1_250_000.0),
@@ -102,7 +102,7 @@ impl Host {
                 j(rate / 900.0)
             ));
         }
-        out.push_str("\n<<<diskstats>>>\n");
+        out.push_str("\n==> /proc/diskstats <==\n");
         for (maj, min, dev, rate) in [
             (8, 0, "sda", 400.0),
             (8, 1, "sda1", 400.0),
@@ -117,7 +117,7 @@ impl Host {
                 j(rate / 2.0)
             ));
         }
-        out.push_str("\n<<<mounts>>>\n/dev/sda1 / ext4 rw,relatime 0 0\n/dev/nvme0n1p1 /data xfs rw,relatime 0 0\ntmpfs /run tmpfs rw,nosuid 0 0\n");
+        out.push_str("\n==> /proc/mounts <==\n/dev/sda1 / ext4 rw,relatime 0 0\n/dev/nvme0n1p1 /data xfs rw,relatime 0 0\ntmpfs /run tmpfs rw,nosuid 0 0\n");
         let used = 20_000_000 + (i % 50) * 1_000_000;
         out.push_str(&format!(
             "\n<<<df>>>\nFilesystem     1024-blocks     Used Available Capacity Mounted on\n/dev/sda1         98303432 {used} {} {}% /\n/dev/nvme0n1p1   976284672 400000000 576284672 41% /data\ntmpfs              1638400     1200   1637200 1% /run\n",

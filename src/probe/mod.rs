@@ -27,17 +27,48 @@ pub const PROBE_SCRIPT: &str = include_str!("../../scripts/probe.sh");
 /// The enrollment script.
 pub const ENROLL_SCRIPT: &str = include_str!("../../scripts/enroll.sh");
 
-/// Splits output into sections: a line `<<<name>>>` starts one, running to the next.
+/// The section each /proc file of the `proc` section stands for.
+const PROC_FILES: [(&str, &str); 7] = [
+    ("/proc/stat", "stat"),
+    ("/proc/meminfo", "meminfo"),
+    ("/proc/loadavg", "loadavg"),
+    ("/proc/uptime", "uptime"),
+    ("/proc/net/dev", "net_dev"),
+    ("/proc/diskstats", "diskstats"),
+    ("/proc/mounts", "mounts"),
+];
+
+/// Splits output into sections: a line `<<<name>>>` starts one, running to the next. The
+/// `proc` section (head(1) over several files, each after a line `==> FILE <==`) is split into
+/// one section per file, named as if each had its own marker.
 pub fn split_sections(text: &str) -> HashMap<&str, &str> {
+    let mut out = split_markers(text, |line| {
+        line.strip_prefix("<<<").and_then(|r| r.strip_suffix(">>>"))
+    });
+    if let Some(proc) = out.remove("proc") {
+        let files = split_markers(proc, |line| {
+            let path = line.strip_prefix("==> ")?.strip_suffix(" <==")?;
+            PROC_FILES
+                .iter()
+                .find(|(file, _)| *file == path)
+                .map(|(_, section)| *section)
+        });
+        out.extend(files);
+    }
+    out
+}
+
+/// Splits `text` at the lines `marker` names; text before the first marker is dropped.
+fn split_markers<'a>(
+    text: &'a str,
+    marker: impl Fn(&'a str) -> Option<&'a str>,
+) -> HashMap<&'a str, &'a str> {
     let mut out = HashMap::new();
     let mut current: Option<(&str, usize)> = None;
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_end_matches(['\n', '\r']);
-        if let Some(name) = trimmed
-            .strip_prefix("<<<")
-            .and_then(|r| r.strip_suffix(">>>"))
-        {
+        if let Some(name) = marker(trimmed) {
             if let Some((prev, start)) = current.take() {
                 out.insert(prev, &text[start..offset]);
             }

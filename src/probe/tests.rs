@@ -579,6 +579,64 @@ fn probe_output(stat: &str, net_rx: u64, disk_sectors: u64, uptime: f64) -> Stri
     )
 }
 
+/// The same output as the probe prints it: the /proc files through one head(1).
+fn as_head_output(marked: &str) -> String {
+    let mut out = marked.to_owned();
+    for (i, (section, file)) in [
+        ("stat", "/proc/stat"),
+        ("meminfo", "/proc/meminfo"),
+        ("loadavg", "/proc/loadavg"),
+        ("uptime", "/proc/uptime"),
+        ("net_dev", "/proc/net/dev"),
+        ("diskstats", "/proc/diskstats"),
+        ("mounts", "/proc/mounts"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let header = if i == 0 {
+            format!("<<<proc>>>\n==> {file} <==")
+        } else {
+            format!("==> {file} <==")
+        };
+        out = out.replace(&format!("<<<{section}>>>"), &header);
+    }
+    out
+}
+
+#[test]
+fn head_output_splits_into_the_same_sections() {
+    let marked = probe_output(
+        "cpu  100 0 100 800 0 0 0 0\ncpu0 100 0 100 800 0 0 0 0",
+        1000,
+        0,
+        500.0,
+    );
+    let headed = as_head_output(&marked);
+    assert!(headed.contains("==> /proc/net/dev <==") && !headed.contains("<<<stat>>>"));
+    assert_eq!(split_sections(&headed), split_sections(&marked));
+    assert_eq!(
+        build_snapshot(&headed, None, 1_000_000),
+        build_snapshot(&marked, None, 1_000_000)
+    );
+    // A file head could not read has no header: only its section is missing.
+    let no_diskstats = {
+        let start = headed.find("==> /proc/diskstats <==").unwrap();
+        let end = headed.find("==> /proc/mounts <==").unwrap();
+        format!("{}{}", &headed[..start], &headed[end..])
+    };
+    let sections = split_sections(&no_diskstats);
+    assert!(!sections.contains_key("diskstats"));
+    assert_eq!(sections["mounts"], split_sections(&marked)["mounts"]);
+    assert_eq!(sections["net_dev"], split_sections(&marked)["net_dev"]);
+    // Another file's header is content, not a section.
+    let odd = "<<<proc>>>\n==> /proc/loadavg <==\n0.1 0.2 0.3 1/2 3\n==> /etc/passwd <==\nroot\n";
+    assert_eq!(
+        split_sections(odd)["loadavg"],
+        "0.1 0.2 0.3 1/2 3\n==> /etc/passwd <==\nroot\n"
+    );
+}
+
 #[test]
 fn snapshot_and_rates() {
     let first = probe_output(
