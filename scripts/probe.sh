@@ -23,7 +23,7 @@ bounded() {
 
 # Every /proc file in one process (a fork per file was half the probe's cost on the host):
 # with several files, head(1) puts a line `==> FILE <==` before each, and skips a missing one.
-section proc
+section procfs
 head -n 1000000 /proc/stat /proc/meminfo /proc/loadavg /proc/uptime /proc/net/dev \
 	/proc/diskstats /proc/mounts 2>/dev/null
 section df

@@ -43,7 +43,7 @@ impl Host {
         let j = |rate: f64| (t * rate) as u64;
         let i = self.index as u64;
         let mut out = String::with_capacity(8192);
-        out.push_str("\n<<<proc>>>\n==> /proc/stat <==\n");
+        out.push_str("\n<<<procfs>>>\n==> /proc/stat <==\n");
         out.push_str(&format!(
             "cpu  {} {} {} {} {} 0 {} {} 0 0\n",
             j(60.0),

@@ -27,7 +27,7 @@ pub const PROBE_SCRIPT: &str = include_str!("../../scripts/probe.sh");
 /// The enrollment script.
 pub const ENROLL_SCRIPT: &str = include_str!("../../scripts/enroll.sh");
 
-/// The section each /proc file of the `proc` section stands for.
+/// The section each /proc file of the `procfs` section stands for.
 const PROC_FILES: [(&str, &str); 7] = [
     ("/proc/stat", "stat"),
     ("/proc/meminfo", "meminfo"),
@@ -39,13 +39,13 @@ const PROC_FILES: [(&str, &str); 7] = [
 ];
 
 /// Splits output into sections: a line `<<<name>>>` starts one, running to the next. The
-/// `proc` section (head(1) over several files, each after a line `==> FILE <==`) is split into
+/// `procfs` section (head(1) over several files, each after a line `==> FILE <==`) is split into
 /// one section per file, named as if each had its own marker.
 pub fn split_sections(text: &str) -> HashMap<&str, &str> {
     let mut out = split_markers(text, |line| {
         line.strip_prefix("<<<").and_then(|r| r.strip_suffix(">>>"))
     });
-    if let Some(proc) = out.remove("proc") {
+    if let Some(proc) = out.remove("procfs") {
         let files = split_markers(proc, |line| {
             let path = line.strip_prefix("==> ")?.strip_suffix(" <==")?;
             PROC_FILES

@@ -595,7 +595,7 @@ fn as_head_output(marked: &str) -> String {
     .enumerate()
     {
         let header = if i == 0 {
-            format!("<<<proc>>>\n==> {file} <==")
+            format!("<<<procfs>>>\n==> {file} <==")
         } else {
             format!("==> {file} <==")
         };
@@ -630,7 +630,7 @@ fn head_output_splits_into_the_same_sections() {
     assert_eq!(sections["mounts"], split_sections(&marked)["mounts"]);
     assert_eq!(sections["net_dev"], split_sections(&marked)["net_dev"]);
     // Another file's header is content, not a section.
-    let odd = "<<<proc>>>\n==> /proc/loadavg <==\n0.1 0.2 0.3 1/2 3\n==> /etc/passwd <==\nroot\n";
+    let odd = "<<<procfs>>>\n==> /proc/loadavg <==\n0.1 0.2 0.3 1/2 3\n==> /etc/passwd <==\nroot\n";
     assert_eq!(
         split_sections(odd)["loadavg"],
         "0.1 0.2 0.3 1/2 3\n==> /etc/passwd <==\nroot\n"

@@ -1,0 +1,229 @@
+//! The batch writer end to end, on SQLite and on PostgreSQL: polls of simulated hosts (the
+//! fleet simulator, russh's server side on loopback) land as latest snapshots, packed sample
+//! sets, poll records and host status, several polls per transaction, and read back as series.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use entity::{host, latest_snapshot, metric_sample_set, poll};
+use hostwatch::{
+    api::AppState,
+    crypto::SecretBox,
+    poller::PollerSettings,
+    store::{
+        self,
+        history::{self, SeriesQuery},
+        hosts::{NewCredential, NewHost},
+    },
+};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use zeroize::Zeroizing;
+
+const HOSTS: u16 = 8;
+
+/// A base port with `HOSTS` free ports after it.
+fn free_range() -> u16 {
+    loop {
+        let base = common::free_port();
+        if base.checked_add(HOSTS).is_some()
+            && (0..HOSTS).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        {
+            return base;
+        }
+    }
+}
+
+async fn polls_are_batched_and_read_back(url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_range();
+    let ready = dir.path().join("ready");
+    let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_fleetsim"))
+        .args([
+            "--hosts",
+            &HOSTS.to_string(),
+            "--base-port",
+            &base.to_string(),
+        ])
+        .args(["--gpus", "2", "--ready-file"])
+        .arg(&ready)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() {
+        assert!(Instant::now() < deadline, "fleetsim did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let db = store::connect(&url).await.unwrap();
+    store::migrate(&db).await.unwrap();
+    let state = AppState::new(
+        db,
+        SecretBox::load(None, dir.path()).unwrap(),
+        PollerSettings {
+            poll_timeout: Duration::from_secs(15),
+            enroll_on_create: false,
+            ..Default::default()
+        },
+    );
+    let mut ids = Vec::new();
+    for i in 0..HOSTS {
+        let view = store::hosts::create(
+            &state.db,
+            &state.secrets,
+            NewHost {
+                name: format!("sim-{i}"),
+                address: "127.0.0.1".into(),
+                port: base + i,
+                username: "monitor".into(),
+                credential: NewCredential::Password(Zeroizing::new("sim".into())),
+                schedule: "0 0 0 1 1 *".into(),
+                labels: vec![],
+                expected_host_key_fingerprint: None,
+                provision: false,
+                enabled: true,
+            },
+        )
+        .await
+        .unwrap();
+        ids.push(view.host.id);
+    }
+    // The simulator answers the probe, not the enrollment script: mark the hosts enrolled.
+    host::Entity::update_many()
+        .col_expr(host::Column::EnrolledAt, Expr::value(store::now_ms()))
+        .exec(&state.db)
+        .await
+        .unwrap();
+
+    // Two rounds of polls at once; the second has rates.
+    for round in 0..2 {
+        let polls: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (poller, id) = (state.poller.clone(), *id);
+                tokio::spawn(async move { poller.poll(id, true).await })
+            })
+            .collect();
+        for (id, task) in ids.iter().zip(polls) {
+            let report = task
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}, host {id}: {e}"));
+            assert_eq!(report.snapshot.cpu.as_ref().unwrap().count, 4);
+        }
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let stats = state.poller.writer_stats();
+    assert_eq!(stats.results, 2 * u64::from(HOSTS));
+    assert!(
+        stats.batches < stats.results,
+        "several polls share a transaction: {stats:?}"
+    );
+
+    let sets = metric_sample_set::Entity::find()
+        .all(&state.db)
+        .await
+        .unwrap();
+    assert_eq!(sets.len(), 2 * HOSTS as usize);
+    // A first poll has no rates yet (13 values, 21 with GPUs); the second has them too (28, 36).
+    assert!(sets.iter().all(|s| s.count >= 10), "{sets:?}");
+    assert_eq!(
+        sets.iter().filter(|s| s.count > 25).count(),
+        HOSTS as usize,
+        "{sets:?}"
+    );
+    let polls = poll::Entity::find().all(&state.db).await.unwrap();
+    assert_eq!(polls.len(), 2 * HOSTS as usize);
+    assert!(polls.iter().all(|p| p.outcome == "ok"));
+    assert_eq!(
+        latest_snapshot::Entity::find()
+            .all(&state.db)
+            .await
+            .unwrap()
+            .len(),
+        HOSTS as usize
+    );
+    for id in &ids {
+        let h = host::Entity::find_by_id(*id)
+            .one(&state.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let newest = sets
+            .iter()
+            .filter(|s| s.host_id == *id)
+            .map(|s| s.ts)
+            .max()
+            .unwrap();
+        let last_poll = polls
+            .iter()
+            .filter(|p| p.host_id == *id)
+            .map(|p| p.started_at)
+            .max()
+            .unwrap();
+        assert_eq!(
+            (h.status.as_str(), h.last_ok_at, h.last_poll_at),
+            ("ok", Some(newest), Some(last_poll)),
+            "host {id}"
+        );
+    }
+
+    let series = |name: &str, host_id: i64| SeriesQuery {
+        host_id,
+        name: name.into(),
+        label: None,
+        from_ms: store::now_ms() - 60_000,
+        to_ms: store::now_ms(),
+        limit: 1000,
+    };
+    // A rate needs two readings: one point. A gauge: one per poll, per mount.
+    let cpu = history::series(&state.db, &series("cpu.usage_pct", ids[0]))
+        .await
+        .unwrap();
+    assert_eq!(cpu.len(), 1, "{cpu:?}");
+    assert!((0.0..=100.0).contains(&cpu[0].value));
+    let disks = history::series(&state.db, &series("disk.used_pct", ids[0]))
+        .await
+        .unwrap();
+    let root: Vec<_> = disks.iter().filter(|p| p.label == "/").collect();
+    assert_eq!(root.len(), 2, "{disks:?}");
+    assert!(root[0].ts < root[1].ts);
+    // The last two simulated hosts have GPUs, the others none.
+    let last = series("gpu.util_pct", ids[HOSTS as usize - 1]);
+    assert!(!history::series(&state.db, &last).await.unwrap().is_empty());
+    let first = series("gpu.util_pct", ids[0]);
+    assert!(history::series(&state.db, &first).await.unwrap().is_empty());
+    // Deleting a host removes its sets with it.
+    host::Entity::delete_many()
+        .filter(host::Column::Id.eq(ids[0]))
+        .exec(&state.db)
+        .await
+        .unwrap();
+    assert!(
+        metric_sample_set::Entity::find()
+            .filter(metric_sample_set::Column::HostId.eq(ids[0]))
+            .all(&state.db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    sim.kill().await.ok();
+}
+
+#[tokio::test]
+async fn sqlite_polls_are_batched_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("writer.db").display()
+    );
+    polls_are_batched_and_read_back(url).await;
+}
+
+#[tokio::test]
+async fn postgres_polls_are_batched_and_read_back() {
+    if let Some(url) = common::postgres_url().await {
+        polls_are_batched_and_read_back(url).await;
+    }
+}
