@@ -270,16 +270,23 @@ fn describe(
     (title, message, threshold)
 }
 
-/// Every stored alert state of a host (one query for both the threshold and the reachability
-/// alerts of a poll).
+/// Every stored alert state of the given hosts, by host: one query for both the threshold and
+/// the reachability alerts of a batch of polls (rows exist only once an alert left "ok").
 pub async fn host_states(
     db: &impl ConnectionTrait,
-    host_id: i64,
-) -> Result<Vec<alert_state::Model>> {
-    Ok(alert_state::Entity::find()
-        .filter(alert_state::Column::HostId.eq(host_id))
+    host_ids: impl IntoIterator<Item = i64>,
+) -> Result<HashMap<i64, Vec<alert_state::Model>>> {
+    let mut by_host: HashMap<i64, Vec<alert_state::Model>> = HashMap::new();
+    for row in alert_state::Entity::find()
+        .filter(alert_state::Column::HostId.is_in(host_ids))
         .all(db)
-        .await?)
+        .await?
+    {
+        if let Some(id) = row.host_id {
+            by_host.entry(id).or_default().push(row);
+        }
+    }
+    Ok(by_host)
 }
 
 /// Steps every threshold alert of a host with the values of one poll. Labels with no value this

@@ -19,9 +19,9 @@ use std::{
     },
 };
 
-use entity::{alert_state, host, latest_snapshot, metric_sample_set, notification, poll};
+use entity::{host, latest_snapshot, metric_sample_set, notification, poll};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, TransactionTrait,
     sea_query::{CaseStatement, OnConflict, Query},
 };
 use tokio::sync::{mpsc, oneshot};
@@ -293,18 +293,9 @@ async fn write_batch(
         txn.execute(&update).await?;
     }
 
-    // Alert states are few (a row exists only once an alert left "ok"): one query for the batch.
-    let mut states: HashMap<i64, Vec<alert_state::Model>> = HashMap::new();
+    let mut states = HashMap::new();
     for chunk in ladder_chunks(records, 256) {
-        let rows = alert_state::Entity::find()
-            .filter(alert_state::Column::HostId.is_in(chunk.iter().map(|r| r.host.id)))
-            .all(&txn)
-            .await?;
-        for row in rows {
-            if let Some(id) = row.host_id {
-                states.entry(id).or_default().push(row);
-            }
-        }
+        states.extend(crate::evaluator::host_states(&txn, chunk.iter().map(|r| r.host.id)).await?);
     }
     let mut written = Vec::with_capacity(records.len());
     for r in records {
