@@ -1,8 +1,10 @@
 //! bench: hostwatch's benchmark driver (not part of the service; run by `scripts/bench.sh`).
 //!
-//! `bench a --port P --user U --key FILE [--parallel 8] [--seconds 15]`
+//! `bench a --port P --user U --key FILE [--parallel 8] [--seconds 15] [--rounds 5]
+//!   [--only hostwatch|ssh|local]`
 //!   against a real sshd: polls/s of hostwatch's poller (SSH, parse, store), of `ssh` subprocesses
-//!   running the same probe (a new connection per poll), and of `sh` running it locally.
+//!   running the same probe (a new connection per poll), and of `sh` running it locally; the three
+//!   take turns in `--rounds` rounds; `--only` runs one of them (for profiling).
 //! `bench b --hosts N --sim PATH [--base-port 20000] [--seconds 60]`
 //!   a simulated fleet on a 10 s schedule: polls on time / late / missed, latency, CPU, memory,
 //!   samples written.
@@ -147,15 +149,38 @@ async fn mark_enrolled(state: &AppState) {
         .expect("enrolled");
 }
 
-/// Runs `work` in `parallel` loops for `seconds`; returns completed runs per second.
-async fn rate<F, Fut>(parallel: usize, seconds: u64, work: F) -> f64
+/// Completed runs over a measured time, summed over rounds.
+#[derive(Default)]
+struct Tally {
+    runs: u64,
+    seconds: f64,
+}
+
+impl Tally {
+    fn add(&mut self, (runs, seconds): (u64, f64)) {
+        self.runs += runs;
+        self.seconds += seconds;
+    }
+
+    fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.runs as f64 / self.seconds
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// Runs `work` in `parallel` loops for `length`; returns the completed runs and the seconds
+/// they took (the last runs finish after `length`).
+async fn rate<F, Fut>(parallel: usize, length: Duration, work: F) -> (u64, f64)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
     let done = Arc::new(AtomicU64::new(0));
     let work = Arc::new(work);
-    let end = Instant::now() + Duration::from_secs(seconds);
+    let end = Instant::now() + length;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..parallel {
@@ -171,7 +196,10 @@ where
     for t in tasks {
         let _ = t.await;
     }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    (
+        done.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+    )
 }
 
 async fn run_shell(program: &str, args: &[String]) -> bool {
@@ -196,6 +224,12 @@ async fn part_a(args: &[String]) {
     let key_file = arg_str(args, "--key");
     let parallel: usize = arg(args, "--parallel", 8);
     let seconds: u64 = arg(args, "--seconds", 15);
+    let rounds: u32 = arg(args, "--rounds", 5).max(1);
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let key = Zeroizing::new(std::fs::read_to_string(&key_file).expect("key file"));
     let info = hostwatch::ssh::keys::inspect_private_key(&key, None).expect("key");
 
@@ -217,11 +251,10 @@ async fn part_a(args: &[String]) {
     }
     let poller = st.poller.clone();
     let ids = Arc::new(ids);
-    let hostwatch = rate(parallel, seconds, move |i| {
+    let hostwatch_poll = move |i: usize| {
         let (poller, ids) = (poller.clone(), ids.clone());
         async move { poller.poll(ids[i], true).await.is_ok() }
-    })
-    .await;
+    };
 
     let ssh_args: Vec<String> = [
         "-i",
@@ -237,24 +270,45 @@ async fn part_a(args: &[String]) {
         "-o",
         "LogLevel=ERROR",
         &format!("{user}@127.0.0.1"),
-        "sh",
-        "-s",
+        // The command hostwatch's exec runs, so both ways start the same processes on the host.
+        hostwatch::ssh::client::REMOTE_COMMAND,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     let ssh_args = Arc::new(ssh_args);
-    let baseline = rate(parallel, seconds, move |_| {
+    let ssh_poll = move |_| {
         let a = ssh_args.clone();
         async move { run_shell("ssh", &a).await }
-    })
-    .await;
-    let floor = rate(parallel, seconds, |_| async {
-        run_shell("sh", &["-s".to_owned()]).await
-    })
-    .await;
+    };
+    let local_poll = |_| async { run_shell("sh", &["-s".to_owned()]).await };
 
-    println!("A. real OpenSSH sshd on loopback, {parallel} in parallel, {seconds} s each");
+    // The three ways take turns in short rounds, so a machine that gets faster or slower during
+    // the run (other tenants, frequency scaling) shifts all three alike instead of one.
+    let slice = Duration::from_secs_f64(seconds as f64 / rounds as f64);
+    let runs = |way: &str| only.as_deref().is_none_or(|o| o == way);
+    let (mut hostwatch, mut baseline, mut floor) =
+        (Tally::default(), Tally::default(), Tally::default());
+    for _ in 0..rounds {
+        if runs("hostwatch") {
+            hostwatch.add(rate(parallel, slice, hostwatch_poll.clone()).await);
+        }
+        if runs("ssh") {
+            baseline.add(rate(parallel, slice, ssh_poll.clone()).await);
+        }
+        if runs("local") {
+            floor.add(rate(parallel, slice, local_poll).await);
+        }
+    }
+    let (hostwatch, baseline, floor) = (
+        hostwatch.per_second(),
+        baseline.per_second(),
+        floor.per_second(),
+    );
+
+    println!(
+        "A. real OpenSSH sshd on loopback, {parallel} in parallel, {seconds} s each in {rounds} alternating rounds"
+    );
     println!(
         "   hostwatch poller (persistent connection, SSH + parse + store): {hostwatch:8.1} polls/s"
     );

@@ -37,6 +37,10 @@ const MAX_BATCH: usize = 512;
 /// of round trips to the database whatever its size, and those dominated the cost of a poll
 /// when results were written as they came (a few per transaction at 1,000 polls/s).
 const LINGER: std::time::Duration = std::time::Duration::from_millis(25);
+/// A batch stops waiting when no result came for this long: results then arrive too seldom
+/// for waiting to pay, and each poll's caller would wait the whole linger for nothing (a
+/// lone poll took 25 ms longer).
+const GAP: std::time::Duration = std::time::Duration::from_millis(4);
 /// Results that may wait for the writer before pollers wait too.
 const QUEUE: usize = 4096;
 
@@ -86,8 +90,6 @@ pub struct WriterStats {
 }
 
 impl PollWriter {
-    /// Stores a poll's result with others waiting; returns the notifications it wrote once they
-    /// are committed.
     /// What the writer has done so far.
     pub fn stats(&self) -> WriterStats {
         let c = &self.stats;
@@ -99,6 +101,8 @@ impl PollWriter {
         }
     }
 
+    /// Stores a poll's result with others waiting; returns the notifications it wrote once they
+    /// are committed.
     pub async fn store(
         &self,
         db: &DatabaseConnection,
@@ -142,7 +146,12 @@ async fn run(
         while batch.len() < MAX_BATCH {
             let item = match queue.try_recv() {
                 Ok(item) => item,
-                Err(_) => match tokio::time::timeout_at(until, queue.recv()).await {
+                Err(_) => match tokio::time::timeout_at(
+                    until.min(tokio::time::Instant::now() + GAP),
+                    queue.recv(),
+                )
+                .await
+                {
                     Ok(Some(item)) => item,
                     Ok(None) | Err(_) => break,
                 },
