@@ -59,7 +59,7 @@ CONF
 for _ in $(seq 50); do [ -f "$work/sshd.pid" ] && break; sleep 0.1; done
 
 echo
-./target/release/bench a --port "$port" --user hwbench --key "$work/id" --parallel 8 --seconds 15
+./target/release/bench a --port "$port" --user hwbench --key "$work/id" --parallel 8 --seconds 30 --rounds 6
 for n in $sizes; do
   echo
   ./target/release/bench b --hosts "$n" --sim ./target/release/fleetsim --seconds "$seconds"

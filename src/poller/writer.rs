@@ -39,7 +39,8 @@ const MAX_BATCH: usize = 512;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(25);
 /// A batch stops waiting when no result came for this long: results then arrive too seldom
 /// for waiting to pay, and each poll's caller would wait the whole linger for nothing (a
-/// lone poll took 25 ms longer).
+/// lone poll took 25 ms longer). At 1 ms, batches at 10,000 hosts fell from ~35 to 5.5 polls
+/// and the CPU per poll rose by a quarter.
 const GAP: std::time::Duration = std::time::Duration::from_millis(4);
 /// Results that may wait for the writer before pollers wait too.
 const QUEUE: usize = 4096;
