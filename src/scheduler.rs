@@ -340,6 +340,14 @@ impl PollScheduler {
             }
         });
     }
+
+    /// Stops scheduling (runs in flight finish on their own deadlines).
+    pub async fn shutdown(&self) {
+        let mut sched = self.sched.clone();
+        if let Err(e) = sched.shutdown().await {
+            tracing::warn!(error = %e, "scheduler shutdown");
+        }
+    }
 }
 
 /// Records a skipped tick of a host whose previous poll was still running.
@@ -357,16 +365,6 @@ async fn record_overrun(db: sea_orm::DatabaseConnection, host_id: i64) {
     };
     if let Err(e) = row.insert(&db).await {
         tracing::warn!(host_id, error = %e, "could not record an overrun");
-    }
-}
-
-impl PollScheduler {
-    /// Stops scheduling (runs in flight finish on their own deadlines).
-    pub async fn shutdown(&self) {
-        let mut sched = self.sched.clone();
-        if let Err(e) = sched.shutdown().await {
-            tracing::warn!(error = %e, "scheduler shutdown");
-        }
     }
 }
 

@@ -34,20 +34,22 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::
 use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+/// The value after `name`, if given.
+fn arg_opt(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    arg_opt(args, name)
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
 
 fn arg_str(args: &[String], name: &str) -> String {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} is required"))
+    arg_opt(args, name).unwrap_or_else(|| panic!("{name} is required"))
 }
 
 /// CPU seconds (user + system) this process has used.
@@ -225,11 +227,7 @@ async fn part_a(args: &[String]) {
     let parallel: usize = arg(args, "--parallel", 8);
     let seconds: u64 = arg(args, "--seconds", 15);
     let rounds: u32 = arg(args, "--rounds", 5).max(1);
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let only = arg_opt(args, "--only");
     let key = Zeroizing::new(std::fs::read_to_string(&key_file).expect("key file"));
     let info = hostwatch::ssh::keys::inspect_private_key(&key, None).expect("key");
 
@@ -505,7 +503,7 @@ async fn part_b(args: &[String]) {
     println!("   samples written {:.0}/s", samples as f64 / window);
     let batches = writer1.batches - writer0.batches;
     println!(
-        "   writer: {batches} transactions, {:.1} polls each, busy {:.1} % of the time, slowest {} ms; connections dialled {dials}",
+        "   writer: {batches} transactions, {:.1} polls each, busy {:.1} % of the time, slowest since start {} ms; connections dialled {dials}",
         (writer1.results - writer0.results) as f64 / batches.max(1) as f64,
         (writer1.busy_us - writer0.busy_us) as f64 / 1e4 / window,
         writer1.slowest_us / 1000

@@ -158,49 +158,39 @@ impl Poller {
         hot.key_seen.remove(&host_id);
     }
 
-    /// [`Poller::prepare`], from memory when nothing changed since the last poll.
-    async fn prepared(&self, host_id: i64) -> Result<Arc<Prepared>, PollError> {
-        if let Some(p) = self
-            .hot
-            .lock()
-            .expect("not poisoned")
-            .prepared
-            .get(&host_id)
-        {
-            return Ok(p.clone());
+    /// The entry `slot` picks from the hot state for `host_id`, or what `load` reads (kept for
+    /// the next poll). The lock is not held across `load`.
+    async fn cached<T: Clone, E>(
+        &self,
+        host_id: i64,
+        slot: fn(&mut HotState) -> &mut std::collections::HashMap<i64, T>,
+        load: impl std::future::Future<Output = std::result::Result<T, E>>,
+    ) -> std::result::Result<T, E> {
+        if let Some(hit) = slot(&mut self.hot.lock().expect("not poisoned")).get(&host_id) {
+            return Ok(hit.clone());
         }
-        let p = Arc::new(self.prepare(host_id).await?);
-        self.hot
-            .lock()
-            .expect("not poisoned")
-            .prepared
-            .insert(host_id, p.clone());
-        Ok(p)
+        let loaded = load.await?;
+        slot(&mut self.hot.lock().expect("not poisoned")).insert(host_id, loaded.clone());
+        Ok(loaded)
     }
 
+    /// [`Poller::prepare`], from memory when nothing changed since the last poll.
+    async fn prepared(&self, host_id: i64) -> Result<Arc<Prepared>, PollError> {
+        self.cached(host_id, |h| &mut h.prepared, async {
+            self.prepare(host_id).await.map(Arc::new)
+        })
+        .await
+    }
+
+    /// The host's thresholds, from memory when they did not change since the last poll.
     async fn thresholds(&self, host_id: i64) -> Result<Arc<Vec<entity::threshold::Model>>> {
-        if let Some(t) = self
-            .hot
-            .lock()
-            .expect("not poisoned")
-            .thresholds
-            .get(&host_id)
-        {
-            return Ok(t.clone());
-        }
-        let rows = Arc::new(
-            crate::store::thresholds::list(
-                &self.db,
-                crate::store::thresholds::Owner::Host(host_id),
-            )
-            .await?,
-        );
-        self.hot
-            .lock()
-            .expect("not poisoned")
-            .thresholds
-            .insert(host_id, rows.clone());
-        Ok(rows)
+        self.cached(host_id, |h| &mut h.thresholds, async {
+            let owner = crate::store::thresholds::Owner::Host(host_id);
+            crate::store::thresholds::list(&self.db, owner)
+                .await
+                .map(Arc::new)
+        })
+        .await
     }
 
     /// Loads a host, decrypts its login and works out the host-key policy.
@@ -613,7 +603,7 @@ impl Poller {
         let thresholds = self.thresholds(host_id).await?;
         let published = self
             .store_success(
-                &prepared.host,
+                &prepared,
                 thresholds,
                 started_ms,
                 run.output.duration,
@@ -654,7 +644,7 @@ impl Poller {
     /// notifications written.
     async fn store_success(
         &self,
-        host: &host::Model,
+        prepared: &Arc<Prepared>,
         thresholds: Arc<Vec<entity::threshold::Model>>,
         started_ms: i64,
         duration: Duration,
@@ -662,7 +652,7 @@ impl Poller {
         counters: &Counters,
     ) -> Result<Vec<entity::notification::Model>> {
         let record = writer::SuccessRecord {
-            host: host.clone(),
+            prepared: prepared.clone(),
             thresholds,
             started_ms,
             duration_ms: duration.as_millis() as i64,

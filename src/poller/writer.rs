@@ -46,9 +46,9 @@ const GAP: std::time::Duration = std::time::Duration::from_millis(4);
 const QUEUE: usize = 4096;
 
 /// What a successful poll leaves to be stored.
-#[derive(Debug)]
 pub(crate) struct SuccessRecord {
-    pub host: host::Model,
+    /// The polled host as the poll saw it (shared with the poller's cache, not copied).
+    pub prepared: Arc<super::Prepared>,
     pub thresholds: Arc<Vec<entity::threshold::Model>>,
     pub started_ms: i64,
     pub duration_ms: i64,
@@ -59,6 +59,12 @@ pub(crate) struct SuccessRecord {
     pub values: Vec<MetricValue>,
 }
 
+impl SuccessRecord {
+    fn host(&self) -> &host::Model {
+        &self.prepared.host
+    }
+}
+
 type Reply = oneshot::Sender<Result<Vec<notification::Model>>>;
 
 /// A result waiting for the writer: what to store, who waits for it, when it was queued.
@@ -66,8 +72,8 @@ type Queued = (SuccessRecord, Reply, std::time::Instant);
 
 /// How often results reach the writer, as a moving average of the time between two of them.
 /// Waiting for a batch to fill pays only when results come often; below one per [`GAP`] a
-/// batch would not grow while each poll's caller waited, so the writer writes at once (a
-/// closed loop of 8 polls at ~180/s lost ~4 ms a poll to the gap wait).
+/// batch would not grow while each poll's caller waited, so the writer writes at once (8 polls
+/// in a closed loop at ~180/s would each wait out the 4 ms gap for nothing).
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
     last: Option<std::time::Instant>,
@@ -175,7 +181,7 @@ async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Queued>, stats: A
             },
         };
         pace.arrived(first.2);
-        let mut hosts = std::collections::HashSet::from([first.0.host.id]);
+        let mut hosts = std::collections::HashSet::from([first.0.host().id]);
         let mut batch = vec![(first.0, first.1)];
         let wait = pace.worth_waiting();
         let until = tokio::time::Instant::now() + LINGER;
@@ -194,7 +200,7 @@ async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Queued>, stats: A
                 },
             };
             // A host's second result waits for the next batch: its rows must follow the first.
-            if !hosts.insert(item.0.host.id) {
+            if !hosts.insert(item.0.host().id) {
                 carried = Some(item);
                 break;
             }
@@ -254,80 +260,86 @@ async fn write_batch(
     db: &DatabaseConnection,
     records: &[SuccessRecord],
 ) -> Result<Vec<Vec<notification::Model>>> {
+    use latest_snapshot::Column as Latest;
+    use metric_sample_set::Column as SampleSet;
+    use poll::Column as Poll;
+
     let txn = db.begin().await?;
-    for chunk in ladder_chunks(records, 256) {
-        let mut insert = Query::insert();
-        insert.into_table(latest_snapshot::Entity).columns([
-            latest_snapshot::Column::HostId,
-            latest_snapshot::Column::TakenAt,
-            latest_snapshot::Column::Snapshot,
-            latest_snapshot::Column::Counters,
-        ]);
-        for r in chunk {
-            insert.values_panic([
-                r.host.id.into(),
+    insert_rows(
+        &txn,
+        records,
+        latest_snapshot::Entity,
+        [
+            Latest::HostId,
+            Latest::TakenAt,
+            Latest::Snapshot,
+            Latest::Counters,
+        ],
+        |r| {
+            [
+                r.host().id.into(),
                 r.ts.into(),
                 r.snapshot_json.clone().into(),
                 r.counters_json.clone().into(),
-            ]);
-        }
-        insert.on_conflict(
-            OnConflict::column(latest_snapshot::Column::HostId)
-                .update_columns([
-                    latest_snapshot::Column::TakenAt,
-                    latest_snapshot::Column::Snapshot,
-                    latest_snapshot::Column::Counters,
-                ])
+            ]
+        },
+        Some(
+            OnConflict::column(Latest::HostId)
+                .update_columns([Latest::TakenAt, Latest::Snapshot, Latest::Counters])
                 .to_owned(),
-        );
-        txn.execute(&insert).await?;
-    }
-
-    for chunk in ladder_chunks(records, 256) {
-        let mut insert = Query::insert();
-        insert.into_table(metric_sample_set::Entity).columns([
-            metric_sample_set::Column::HostId,
-            metric_sample_set::Column::Ts,
-            metric_sample_set::Column::Count,
-            metric_sample_set::Column::Samples,
-        ]);
-        for r in chunk {
-            insert.values_panic([
-                r.host.id.into(),
+        ),
+    )
+    .await?;
+    insert_rows(
+        &txn,
+        records,
+        metric_sample_set::Entity,
+        [
+            SampleSet::HostId,
+            SampleSet::Ts,
+            SampleSet::Count,
+            SampleSet::Samples,
+        ],
+        |r| {
+            [
+                r.host().id.into(),
                 r.ts.into(),
                 (r.values.len() as i32).into(),
                 crate::store::history::pack(&r.values).into(),
-            ]);
-        }
-        txn.execute(&insert).await?;
-    }
-
-    for chunk in ladder_chunks(records, 256) {
-        let mut insert = Query::insert();
-        insert.into_table(poll::Entity).columns([
-            poll::Column::HostId,
-            poll::Column::StartedAt,
-            poll::Column::DurationMs,
-            poll::Column::Outcome,
-        ]);
-        for r in chunk {
-            insert.values_panic([
-                r.host.id.into(),
+            ]
+        },
+        None,
+    )
+    .await?;
+    insert_rows(
+        &txn,
+        records,
+        poll::Entity,
+        [
+            Poll::HostId,
+            Poll::StartedAt,
+            Poll::DurationMs,
+            Poll::Outcome,
+        ],
+        |r| {
+            [
+                r.host().id.into(),
                 r.started_ms.into(),
                 r.duration_ms.into(),
                 "ok".into(),
-            ]);
-        }
-        txn.execute(&insert).await?;
-    }
+            ]
+        },
+        None,
+    )
+    .await?;
 
     // CASE over the chunk's ids: kept short, it is evaluated for each updated row.
     for chunk in ladder_chunks(records, 64) {
         let mut polled = CaseStatement::new();
         let mut ok = CaseStatement::new();
         for r in chunk {
-            polled = polled.case(host::Column::Id.eq(r.host.id), r.started_ms);
-            ok = ok.case(host::Column::Id.eq(r.host.id), r.ts);
+            polled = polled.case(host::Column::Id.eq(r.host().id), r.started_ms);
+            ok = ok.case(host::Column::Id.eq(r.host().id), r.ts);
         }
         let update = Query::update()
             .table(host::Entity)
@@ -335,24 +347,25 @@ async fn write_batch(
             .value(host::Column::StatusMessage, Option::<String>::None)
             .value(host::Column::LastPollAt, polled)
             .value(host::Column::LastOkAt, ok)
-            .and_where(host::Column::Id.is_in(chunk.iter().map(|r| r.host.id)))
+            .and_where(host::Column::Id.is_in(chunk.iter().map(|r| r.host().id)))
             .to_owned();
         txn.execute(&update).await?;
     }
 
     let mut states = HashMap::new();
     for chunk in ladder_chunks(records, 256) {
-        states.extend(crate::evaluator::host_states(&txn, chunk.iter().map(|r| r.host.id)).await?);
+        states
+            .extend(crate::evaluator::host_states(&txn, chunk.iter().map(|r| r.host().id)).await?);
     }
     let mut written = Vec::with_capacity(records.len());
     for r in records {
-        let stored = states.get(&r.host.id).map(Vec::as_slice).unwrap_or(&[]);
+        let stored = states.get(&r.host().id).map(Vec::as_slice).unwrap_or(&[]);
         let mut notes = if r.thresholds.is_empty() {
             Vec::new()
         } else {
             crate::evaluator::evaluate_thresholds(
                 &txn,
-                &r.host,
+                r.host(),
                 &r.thresholds,
                 stored,
                 &r.values,
@@ -360,11 +373,35 @@ async fn write_batch(
             )
             .await?
         };
-        notes.extend(crate::evaluator::record_reachable(&txn, &r.host, stored, r.ts).await?);
+        notes.extend(crate::evaluator::record_reachable(&txn, r.host(), stored, r.ts).await?);
         written.push(notes);
     }
     txn.commit().await?;
     Ok(written)
+}
+
+/// One multi-row INSERT per ladder chunk of `records`: `row` gives each record's values for
+/// `columns`, `on_conflict` what a row that exists already does.
+async fn insert_rows<const N: usize, C: sea_orm::sea_query::IntoIden + Copy>(
+    txn: &impl ConnectionTrait,
+    records: &[SuccessRecord],
+    table: impl sea_orm::sea_query::IntoTableRef + Copy,
+    columns: [C; N],
+    row: impl Fn(&SuccessRecord) -> [sea_orm::sea_query::SimpleExpr; N],
+    on_conflict: Option<OnConflict>,
+) -> Result<()> {
+    for chunk in ladder_chunks(records, 256) {
+        let mut insert = Query::insert();
+        insert.into_table(table).columns(columns);
+        for r in chunk {
+            insert.values_panic(row(r));
+        }
+        if let Some(conflict) = &on_conflict {
+            insert.on_conflict(conflict.clone());
+        }
+        txn.execute(&insert).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -171,7 +171,7 @@ pub async fn connect(target: &Target, authenticate: bool) -> Result<Session, Ssh
         })?;
     // russh's `nodelay` setting applies only to sockets it dials itself. Without it, a poll's
     // small packets (channel open, exec, stdin EOF) wait on Nagle's algorithm for the server's
-    // delayed ACK: about 40 ms per poll on Linux, most of a poll's time on a fast host.
+    // delayed ACK: one poll at a time against a local sshd took 54 ms instead of 37.
     if let Err(e) = stream.set_nodelay(true) {
         tracing::warn!(%addr, error = %e, "cannot disable Nagle's algorithm on the SSH socket");
     }
