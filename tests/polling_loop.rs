@@ -299,6 +299,47 @@ async fn the_loop_end_to_end_with_restarts() {
 }
 
 #[tokio::test]
+async fn a_stopped_scheduler_starts_no_poll_still_waiting_for_its_slot() {
+    let sshd = Sshd::start();
+    let (key, public) = sshd::client_key("ed25519", "");
+    sshd.authorize(&public);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None).await;
+    let (_, host) = svc
+        .call(
+            "POST",
+            "/api/v1/hosts",
+            Some(
+                json!({"name": "slotted", "address": "127.0.0.1", "port": sshd.port,
+               "username": "hwtest", "private_key": key, "schedule": "*/10 * * * * *"}),
+            ),
+        )
+        .await;
+    let id = host["id"].as_i64().unwrap();
+    svc.wait_ok_polls(id, 1).await;
+    let period = Duration::from_secs(10);
+    let offset = hostwatch::scheduler::start_offset(id, period).as_millis() as i64;
+    assert!(
+        offset >= 3000,
+        "host {id} starts {offset} ms into the period"
+    );
+    // Just after a tick, while this host's slot is still ahead.
+    while !(300..offset - 1500).contains(&(store::now_ms() % 10_000)) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = svc.ok_polls(id).await;
+    svc.scheduler.shutdown().await;
+    let past_slot = offset + 2000 - store::now_ms() % 10_000;
+    tokio::time::sleep(Duration::from_millis(past_slot as u64)).await;
+    assert_eq!(
+        svc.ok_polls(id).await,
+        before,
+        "polled after the scheduler stopped"
+    );
+    svc.stop().await;
+}
+
+#[tokio::test]
 async fn a_poll_slower_than_its_schedule_is_not_overlapped() {
     // Every exec takes 2.5 s more than it should; the schedule fires every second.
     let sshd = Sshd::start_with("ForceCommand sleep 2.5; eval \"$SSH_ORIGINAL_COMMAND\"");
