@@ -30,3 +30,14 @@ pub mod validate;
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's start-up options (a C string jemalloc reads before the first allocation; the
+/// `_RJEM_MALLOC_CONF` environment variable still overrides it). Allocations of 16 KiB and more
+/// come from an arena that returns freed pages at once, so a new one starts on untouched pages:
+/// each connection's few large blocks (russh's ~17 KiB channel blocks, its ~30 KB session task)
+/// then only count towards RSS for the parts it writes. Measured at 10,000 hosts over 60 s:
+/// 110.6 and 100.7 KiB per host against 116.4 and 115.6 with the default threshold (8 MiB),
+/// CPU per poll within the run-to-run noise (223 and 199 µs against 204 and 213).
+#[cfg(feature = "jemalloc")]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &u8 = &b"oversize_threshold:16384\0"[0];
