@@ -76,6 +76,20 @@ impl Service {
         common::request(&self.client, method, path, &self.token, body).await
     }
 
+    /// Registers a host on the test sshd at `port`, logging in with `key`; returns its id.
+    async fn add_host(&self, name: &str, port: u16, key: &str, schedule: &str) -> i64 {
+        let (status, host) = self
+            .call(
+                "POST",
+                "/api/v1/hosts",
+                Some(json!({"name": name, "address": "127.0.0.1", "port": port,
+                    "username": "hwtest", "private_key": key, "schedule": schedule})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{host}");
+        host["id"].as_i64().unwrap()
+    }
+
     async fn ok_polls(&self, id: i64) -> usize {
         let (_, polls) = self
             .call("GET", &format!("/api/v1/hosts/{id}/polls?limit=500"), None)
@@ -142,18 +156,7 @@ async fn the_loop_end_to_end_with_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), None).await;
 
-    let (status, host) = svc
-        .call(
-            "POST",
-            "/api/v1/hosts",
-            Some(
-                json!({"name": "loop", "address": "127.0.0.1", "port": sshd.port,
-               "username": "hwtest", "private_key": key, "schedule": "*/1 * * * * *"}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{host}");
-    let id = host["id"].as_i64().unwrap();
+    let id = svc.add_host("loop", sshd.port, &key, "*/1 * * * * *").await;
 
     // Enrolled, then polled every second: history grows.
     svc.wait_ok_polls(id, 3).await;
@@ -305,17 +308,9 @@ async fn a_stopped_scheduler_starts_no_poll_still_waiting_for_its_slot() {
     sshd.authorize(&public);
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), None).await;
-    let (_, host) = svc
-        .call(
-            "POST",
-            "/api/v1/hosts",
-            Some(
-                json!({"name": "slotted", "address": "127.0.0.1", "port": sshd.port,
-               "username": "hwtest", "private_key": key, "schedule": "*/10 * * * * *"}),
-            ),
-        )
+    let id = svc
+        .add_host("slotted", sshd.port, &key, "*/10 * * * * *")
         .await;
-    let id = host["id"].as_i64().unwrap();
     svc.wait_ok_polls(id, 1).await;
     let period = Duration::from_secs(10);
     let offset = hostwatch::scheduler::start_offset(id, period).as_millis() as i64;
@@ -347,17 +342,7 @@ async fn a_poll_slower_than_its_schedule_is_not_overlapped() {
     sshd.authorize(&public);
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), None).await;
-    let (_, host) = svc
-        .call(
-            "POST",
-            "/api/v1/hosts",
-            Some(
-                json!({"name": "slow", "address": "127.0.0.1", "port": sshd.port,
-               "username": "hwtest", "private_key": key, "schedule": "*/1 * * * * *"}),
-            ),
-        )
-        .await;
-    let id = host["id"].as_i64().unwrap();
+    let id = svc.add_host("slow", sshd.port, &key, "*/1 * * * * *").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let polls = loop {
         let (_, polls) = svc
