@@ -318,8 +318,8 @@ async fn a_stopped_scheduler_starts_no_poll_still_waiting_for_its_slot() {
         offset >= 3000,
         "host {id} starts {offset} ms into the period"
     );
-    // Just after a tick, while this host's slot is still ahead.
-    while !(300..offset - 1500).contains(&(store::now_ms() % 10_000)) {
+    // Well after the tick (so its slot task is surely waiting) and well before this host's slot.
+    while !(1200..offset - 1500).contains(&(store::now_ms() % 10_000)) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let before = svc.ok_polls(id).await;
