@@ -190,6 +190,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ..Default::default()
     };
     let mut state = AppState::new(db.clone(), secrets, settings);
+    let poller = state.poller.clone();
     let scheduler = PollScheduler::start(
         state.poller.clone(),
         state.url_checks.clone(),
@@ -205,6 +206,10 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!(addr = %running.addr, "listening; Swagger UI at http://{}/docs", running.addr);
     let served = running.task.await;
     scheduler.shutdown().await;
+    match poller.flush_newest().await {
+        Ok(rows) => tracing::info!(rows, "latest snapshots written"),
+        Err(e) => tracing::error!(error = %e, "could not write the latest snapshots"),
+    }
     let _ = stop_tx.send(true);
     let _ = retention.await;
     let _ = delivery.await;

@@ -97,6 +97,7 @@ async fn polls_are_batched_and_read_back(url: String) {
         .unwrap();
 
     // Two rounds of polls at once; the second has rates.
+    let mut taken_at = std::collections::HashMap::new();
     for round in 0..2 {
         let polls: Vec<_> = ids
             .iter()
@@ -111,6 +112,7 @@ async fn polls_are_batched_and_read_back(url: String) {
                 .unwrap()
                 .unwrap_or_else(|e| panic!("round {round}, host {id}: {e}"));
             assert_eq!(report.snapshot.cpu.as_ref().unwrap().count, 4);
+            taken_at.insert((round, *id), report.snapshot.taken_at.timestamp_millis());
         }
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
@@ -136,14 +138,29 @@ async fn polls_are_batched_and_read_back(url: String) {
     let polls = poll::Entity::find().all(&state.db).await.unwrap();
     assert_eq!(polls.len(), 2 * HOSTS as usize);
     assert!(polls.iter().all(|p| p.outcome == "ok"));
-    assert_eq!(
-        latest_snapshot::Entity::find()
-            .all(&state.db)
-            .await
-            .unwrap()
-            .len(),
-        HOSTS as usize
-    );
+    // The rows are the first round's: the second came within LATEST_ROW_EVERY_MS. The API
+    // reads the newest from the poller.
+    let latest = latest_snapshot::Entity::find()
+        .all(&state.db)
+        .await
+        .unwrap();
+    assert_eq!(latest.len(), HOSTS as usize);
+    for row in &latest {
+        assert_eq!(
+            row.taken_at,
+            taken_at[&(0, row.host_id)],
+            "host {}",
+            row.host_id
+        );
+        let newest = state.poller.newest_snapshot(row.host_id).unwrap();
+        let newest: serde_json::Value = serde_json::from_str(&newest).unwrap();
+        assert_eq!(
+            chrono::DateTime::parse_from_rfc3339(newest["taken_at"].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis(),
+            taken_at[&(1, row.host_id)]
+        );
+    }
     for id in &ids {
         let h = host::Entity::find_by_id(*id)
             .one(&state.db)
@@ -207,6 +224,31 @@ async fn polls_are_batched_and_read_back(url: String) {
             .await
             .unwrap()
             .is_empty()
+    );
+    // Shutdown writes the newest snapshots and their counters, skipping the deleted host.
+    assert_eq!(
+        state.poller.flush_newest().await.unwrap(),
+        HOSTS as usize - 1
+    );
+    let latest = latest_snapshot::Entity::find()
+        .all(&state.db)
+        .await
+        .unwrap();
+    assert_eq!(latest.len(), HOSTS as usize - 1);
+    for row in &latest {
+        assert_eq!(
+            row.taken_at,
+            taken_at[&(1, row.host_id)],
+            "host {}",
+            row.host_id
+        );
+        let counters: serde_json::Value = serde_json::from_str(&row.counters).unwrap();
+        assert_eq!(counters["taken_at_ms"], row.taken_at);
+    }
+    assert_eq!(
+        state.poller.flush_newest().await.unwrap(),
+        0,
+        "nothing newer"
     );
     sim.kill().await.ok();
 }

@@ -464,6 +464,7 @@ impl HostsApi {
         auth.require_write()?;
         store::delete(&self.0.db, id.0).await?;
         self.0.host_changed(id.0).await;
+        self.0.poller.forget(id.0);
         self.0.poller.pool.forget(id.0).await;
         tracing::info!(host_id = id.0, by = %auth.0.name, "host deleted");
         Ok(DeleteHostResponse::Deleted)

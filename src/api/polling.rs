@@ -132,18 +132,24 @@ impl PollingApi {
     )]
     async fn latest(&self, _auth: Token, id: Path<i64>) -> ApiResult<LatestResponse> {
         hosts::get(&self.0.db, id.0).await?;
-        let row = latest_snapshot::Entity::find()
-            .filter(latest_snapshot::Column::HostId.eq(id.0))
-            .one(&self.0.db)
-            .await
-            .map_err(Error::from)?
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "host {} has not been polled successfully yet",
-                    id.0
-                ))
-            })?;
-        let snapshot: Snapshot = serde_json::from_str(&row.snapshot).map_err(|e| {
+        // The poller's copy is the newest; the row is rewritten only now and then.
+        let json = match self.0.poller.newest_snapshot(id.0) {
+            Some(json) => json,
+            None => latest_snapshot::Entity::find()
+                .filter(latest_snapshot::Column::HostId.eq(id.0))
+                .one(&self.0.db)
+                .await
+                .map_err(Error::from)?
+                .ok_or_else(|| {
+                    Error::NotFound(format!(
+                        "host {} has not been polled successfully yet",
+                        id.0
+                    ))
+                })?
+                .snapshot
+                .into(),
+        };
+        let snapshot: Snapshot = serde_json::from_str(&json).map_err(|e| {
             Error::Crypto(format!(
                 "stored snapshot of host {} is unreadable: {e}",
                 id.0

@@ -54,9 +54,18 @@ pub(crate) struct SuccessRecord {
     pub duration_ms: i64,
     /// When the snapshot was taken (its samples' time).
     pub ts: i64,
-    pub snapshot_json: String,
-    pub counters_json: String,
+    /// The `latest_snapshots` row, when this poll is one that refreshes it (see
+    /// [`super::LATEST_ROW_EVERY_MS`]).
+    pub latest: Option<LatestRow>,
     pub values: Vec<MetricValue>,
+}
+
+/// A host's newest snapshot and counters as its `latest_snapshots` row stores them.
+pub(crate) struct LatestRow {
+    pub host_id: i64,
+    pub taken_at: i64,
+    pub snapshot_json: Arc<str>,
+    pub counters_json: String,
 }
 
 impl SuccessRecord {
@@ -260,36 +269,12 @@ async fn write_batch(
     db: &DatabaseConnection,
     records: &[SuccessRecord],
 ) -> Result<Vec<Vec<notification::Model>>> {
-    use latest_snapshot::Column as Latest;
     use metric_sample_set::Column as SampleSet;
     use poll::Column as Poll;
 
     let txn = db.begin().await?;
-    insert_rows(
-        &txn,
-        records,
-        latest_snapshot::Entity,
-        [
-            Latest::HostId,
-            Latest::TakenAt,
-            Latest::Snapshot,
-            Latest::Counters,
-        ],
-        |r| {
-            [
-                r.host().id.into(),
-                r.ts.into(),
-                r.snapshot_json.clone().into(),
-                r.counters_json.clone().into(),
-            ]
-        },
-        Some(
-            OnConflict::column(Latest::HostId)
-                .update_columns([Latest::TakenAt, Latest::Snapshot, Latest::Counters])
-                .to_owned(),
-        ),
-    )
-    .await?;
+    let latest: Vec<&LatestRow> = records.iter().filter_map(|r| r.latest.as_ref()).collect();
+    upsert_latest(&txn, &latest).await?;
     insert_rows(
         &txn,
         records,
@@ -380,14 +365,44 @@ async fn write_batch(
     Ok(written)
 }
 
+/// Writes `rows` over the hosts' `latest_snapshots` rows (creating the missing ones).
+pub(crate) async fn upsert_latest(db: &impl ConnectionTrait, rows: &[&LatestRow]) -> Result<()> {
+    use latest_snapshot::Column as Latest;
+    insert_rows(
+        db,
+        rows,
+        latest_snapshot::Entity,
+        [
+            Latest::HostId,
+            Latest::TakenAt,
+            Latest::Snapshot,
+            Latest::Counters,
+        ],
+        |r| {
+            [
+                r.host_id.into(),
+                r.taken_at.into(),
+                r.snapshot_json.as_ref().into(),
+                r.counters_json.as_str().into(),
+            ]
+        },
+        Some(
+            OnConflict::column(Latest::HostId)
+                .update_columns([Latest::TakenAt, Latest::Snapshot, Latest::Counters])
+                .to_owned(),
+        ),
+    )
+    .await
+}
+
 /// One multi-row INSERT per ladder chunk of `records`: `row` gives each record's values for
 /// `columns`, `on_conflict` what a row that exists already does.
-async fn insert_rows<const N: usize, C: sea_orm::sea_query::IntoIden + Copy>(
+async fn insert_rows<R, const N: usize, C: sea_orm::sea_query::IntoIden + Copy>(
     txn: &impl ConnectionTrait,
-    records: &[SuccessRecord],
+    records: &[R],
     table: impl sea_orm::sea_query::IntoTableRef + Copy,
     columns: [C; N],
-    row: impl Fn(&SuccessRecord) -> [sea_orm::sea_query::SimpleExpr; N],
+    row: impl Fn(&R) -> [sea_orm::sea_query::SimpleExpr; N],
     on_conflict: Option<OnConflict>,
 ) -> Result<()> {
     for chunk in ladder_chunks(records, 256) {
