@@ -194,24 +194,26 @@ impl Poller {
 
     /// Writes every newest snapshot that is newer than its host's `latest_snapshots` row, with
     /// the counters it was taken with; returns how many rows were written. Called at shutdown.
-    /// A host whose counters are not in memory (a poll in flight, or dropped by
-    /// [`Self::invalidate`]) keeps its older row, as after a crash.
+    /// When a host's counters are not in memory (its last poll failed or is in flight, or
+    /// [`Self::invalidate`] dropped them) the row keeps its older counters, which carry their
+    /// own time: the next rates are averages over a longer interval.
     pub async fn flush_newest(&self) -> Result<usize> {
-        let rows: Vec<writer::LatestRow> = {
+        let (rows, without_counters): (Vec<writer::LatestRow>, Vec<writer::LatestRow>) = {
             let hot = self.hot.lock().expect("not poisoned");
             hot.newest
                 .iter()
                 .filter(|(_, n)| n.row_written_at.is_none_or(|at| at < n.taken_at))
-                .filter_map(|(id, n)| {
-                    let counters = hot.counters.get(id)?;
-                    Some(writer::LatestRow {
-                        host_id: *id,
-                        taken_at: n.taken_at,
-                        snapshot_json: n.snapshot_json.clone(),
-                        counters_json: serde_json::to_string(counters).expect("counters serialise"),
-                    })
+                .map(|(id, n)| writer::LatestRow {
+                    host_id: *id,
+                    taken_at: n.taken_at,
+                    snapshot_json: n.snapshot_json.clone(),
+                    counters_json: hot
+                        .counters
+                        .get(id)
+                        .map(|c| serde_json::to_string(c).expect("counters serialise"))
+                        .unwrap_or_default(),
                 })
-                .collect()
+                .partition(|r| !r.counters_json.is_empty())
         };
         // A host deleted since its poll has no row to keep (and its id no longer passes the
         // foreign key).
@@ -227,18 +229,34 @@ impl Poller {
             .iter()
             .filter(|r| existing.contains(&r.host_id))
             .collect();
+        let without_counters: Vec<&writer::LatestRow> = without_counters
+            .iter()
+            .filter(|r| existing.contains(&r.host_id))
+            .collect();
         let txn = self.db.begin().await?;
         writer::upsert_latest(&txn, &rows).await?;
+        for r in &without_counters {
+            // Its first poll wrote the row (with counters): only the snapshot moves on.
+            latest_snapshot::Entity::update_many()
+                .col_expr(latest_snapshot::Column::TakenAt, r.taken_at.into())
+                .col_expr(
+                    latest_snapshot::Column::Snapshot,
+                    r.snapshot_json.as_ref().into(),
+                )
+                .filter(latest_snapshot::Column::HostId.eq(r.host_id))
+                .exec(&txn)
+                .await?;
+        }
         txn.commit().await?;
         let mut hot = self.hot.lock().expect("not poisoned");
-        for row in &rows {
+        for row in rows.iter().chain(&without_counters) {
             if let Some(n) = hot.newest.get_mut(&row.host_id)
                 && n.taken_at == row.taken_at
             {
                 n.row_written_at = Some(row.taken_at);
             }
         }
-        Ok(rows.len())
+        Ok(rows.len() + without_counters.len())
     }
 
     /// The entry `slot` picks from the hot state for `host_id`, or what `load` reads (kept for
