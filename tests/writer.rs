@@ -4,7 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use entity::{host, latest_snapshot, metric_sample_set, poll};
 use hostwatch::{
@@ -32,6 +35,24 @@ fn free_range() -> u16 {
             return base;
         }
     }
+}
+
+/// The `latest_snapshots` rows, each checked to hold the snapshot its host took in `round`.
+async fn latest_rows_from_round(
+    db: &sea_orm::DatabaseConnection,
+    taken_at: &HashMap<(usize, i64), i64>,
+    round: usize,
+) -> Vec<latest_snapshot::Model> {
+    let rows = latest_snapshot::Entity::find().all(db).await.unwrap();
+    for row in &rows {
+        let expected = taken_at[&(round, row.host_id)];
+        assert_eq!(
+            row.taken_at, expected,
+            "host {}, round {round}",
+            row.host_id
+        );
+    }
+    rows
 }
 
 async fn polls_are_batched_and_read_back(url: String) {
@@ -97,7 +118,7 @@ async fn polls_are_batched_and_read_back(url: String) {
         .unwrap();
 
     // Two rounds of polls at once; the second has rates.
-    let mut taken_at = std::collections::HashMap::new();
+    let mut taken_at = HashMap::new();
     for round in 0..2 {
         let polls: Vec<_> = ids
             .iter()
@@ -140,18 +161,9 @@ async fn polls_are_batched_and_read_back(url: String) {
     assert!(polls.iter().all(|p| p.outcome == "ok"));
     // The rows are the first round's: the second came within LATEST_ROW_EVERY_MS. The API
     // reads the newest from the poller.
-    let latest = latest_snapshot::Entity::find()
-        .all(&state.db)
-        .await
-        .unwrap();
+    let latest = latest_rows_from_round(&state.db, &taken_at, 0).await;
     assert_eq!(latest.len(), HOSTS as usize);
     for row in &latest {
-        assert_eq!(
-            row.taken_at,
-            taken_at[&(0, row.host_id)],
-            "host {}",
-            row.host_id
-        );
         let newest = state.poller.newest_snapshot(row.host_id).unwrap();
         let newest: serde_json::Value = serde_json::from_str(&newest).unwrap();
         assert_eq!(
@@ -233,18 +245,9 @@ async fn polls_are_batched_and_read_back(url: String) {
         state.poller.flush_newest().await.unwrap(),
         HOSTS as usize - 1
     );
-    let latest = latest_snapshot::Entity::find()
-        .all(&state.db)
-        .await
-        .unwrap();
+    let latest = latest_rows_from_round(&state.db, &taken_at, 1).await;
     assert_eq!(latest.len(), HOSTS as usize - 1);
     for row in &latest {
-        assert_eq!(
-            row.taken_at,
-            taken_at[&(1, row.host_id)],
-            "host {}",
-            row.host_id
-        );
         let counters: serde_json::Value = serde_json::from_str(&row.counters).unwrap();
         let round = if row.host_id == ids[1] { 0 } else { 1 };
         assert_eq!(
