@@ -5,9 +5,10 @@
 //!   against a real sshd: polls/s of hostwatch's poller (SSH, parse, store), of `ssh` subprocesses
 //!   running the same probe (a new connection per poll), and of `sh` running it locally; the three
 //!   take turns in `--rounds` rounds; `--only` runs one of them (for profiling).
-//! `bench b --hosts N --sim PATH [--base-port 20000] [--seconds 60]`
+//! `bench b --hosts N --sim PATH [--base-port 20000] [--seconds 60] [--history-minutes 0]`
 //!   a simulated fleet on a 10 s schedule: polls on time / late / missed, latency, CPU, memory,
-//!   samples written.
+//!   samples written; `--history-minutes` first gives each host that much past history (polls
+//!   and empty sample sets), so the database is not a young one.
 
 use std::{
     process::Stdio,
@@ -149,6 +150,34 @@ async fn mark_enrolled(state: &AppState) {
         .exec(&state.db)
         .await
         .expect("enrolled");
+}
+
+/// Gives every host `minutes` of past polls and (empty) sample sets, one per 10 s, inserted in
+/// time order as a running service would, so the per-host indexes have their steady-state
+/// shape: each host's entries on pages of their own rather than sharing pages with its
+/// neighbours' as in a young database.
+async fn age_history(state: &AppState, minutes: u64) {
+    use sea_orm::ConnectionTrait;
+    if minutes == 0 {
+        return;
+    }
+    let end = store::now_ms() - 10_000;
+    let start = end - minutes as i64 * 60_000;
+    let times = format!(
+        "WITH RECURSIVE t(ts) AS (SELECT {start} UNION ALL SELECT ts + 10000 FROM t WHERE ts + 10000 < {end})"
+    );
+    for insert in [
+        "INSERT INTO polls (host_id, started_at, duration_ms, outcome) SELECT h.id, t.ts, 20, 'ok'",
+        "INSERT INTO metric_sample_sets (host_id, ts, count, samples) SELECT h.id, t.ts, 0, ''",
+    ] {
+        state
+            .db
+            .execute_unprepared(&format!(
+                "{times} {insert} FROM t CROSS JOIN hosts h ORDER BY t.ts, h.id"
+            ))
+            .await
+            .expect("history");
+    }
 }
 
 /// Completed runs over a measured time, summed over rounds.
@@ -339,6 +368,7 @@ async fn part_b(args: &[String]) {
     let seconds: u64 = arg(args, "--seconds", 60);
     let sim = arg_str(args, "--sim");
     let max_concurrent: usize = arg(args, "--max-concurrent-polls", 128);
+    let history_minutes: u64 = arg(args, "--history-minutes", 0);
     const PERIOD_MS: i64 = 10_000;
     let files = hostwatch::app::raise_fd_limit(hosts as u64 * 2 + 4096);
 
@@ -387,6 +417,7 @@ async fn part_b(args: &[String]) {
         .await;
     }
     mark_enrolled(&st).await;
+    age_history(&st, history_minutes).await;
     let (rss_before, _) = rss_kib();
     let scheduler = PollScheduler::start(st.poller.clone(), st.url_checks.clone(), max_concurrent)
         .await
@@ -471,7 +502,7 @@ async fn part_b(args: &[String]) {
         0.0
     };
     println!(
-        "B. simulated fleet: {hosts} hosts, 10 s schedule, {window:.0} s window (setup {setup_s:.0} s, warm-up {warm_s:.0} s, open files {files})"
+        "B. simulated fleet: {hosts} hosts, 10 s schedule, {window:.0} s window (history {history_minutes} min, setup {setup_s:.0} s, warm-up {warm_s:.0} s, open files {files})"
     );
     println!(
         "   polls expected {expected}: on time {on_time} ({on_time_pct:.2} %), late {late}, missed {missed} (failed {failed}, overrun {skipped})"
