@@ -68,7 +68,7 @@ for n in $sizes; do
   window=$seconds
   if [ "$n" -ge 10000 ]; then window=$((seconds * 3 / 2)); fi
   # An hour of past polls per host first: in an empty database the hosts of a start slot share
-  # the pages of the per-host indexes, which flatters the store's cost per poll by ~15 %.
+  # the pages of the per-host indexes, which flattered the CPU per poll by ~15 % at 10,000 hosts.
   ./target/release/bench b --hosts "$n" --sim ./target/release/fleetsim --seconds "$window" --history-minutes 60
 done
 echo
