@@ -198,23 +198,6 @@ impl Poller {
     /// [`Self::invalidate`] dropped them) the row keeps its older counters, which carry their
     /// own time: the next rates are averages over a longer interval.
     pub async fn flush_newest(&self) -> Result<usize> {
-        let (rows, without_counters): (Vec<writer::LatestRow>, Vec<writer::LatestRow>) = {
-            let hot = self.hot.lock().expect("not poisoned");
-            hot.newest
-                .iter()
-                .filter(|(_, n)| n.row_written_at.is_none_or(|at| at < n.taken_at))
-                .map(|(id, n)| writer::LatestRow {
-                    host_id: *id,
-                    taken_at: n.taken_at,
-                    snapshot_json: n.snapshot_json.clone(),
-                    counters_json: hot
-                        .counters
-                        .get(id)
-                        .map(|c| serde_json::to_string(c).expect("counters serialise"))
-                        .unwrap_or_default(),
-                })
-                .partition(|r| !r.counters_json.is_empty())
-        };
         // A host deleted since its poll has no row to keep (and its id no longer passes the
         // foreign key).
         let existing: std::collections::HashSet<i64> = host::Entity::find()
@@ -225,17 +208,32 @@ impl Poller {
             .await?
             .into_iter()
             .collect();
-        let rows: Vec<&writer::LatestRow> = rows
-            .iter()
-            .filter(|r| existing.contains(&r.host_id))
-            .collect();
-        let without_counters: Vec<&writer::LatestRow> = without_counters
-            .iter()
-            .filter(|r| existing.contains(&r.host_id))
-            .collect();
+        let mut rows = Vec::new();
+        let mut snapshot_only = Vec::new();
+        {
+            let hot = self.hot.lock().expect("not poisoned");
+            let newer = hot.newest.iter().filter(|(id, n)| {
+                existing.contains(id) && n.row_written_at.is_none_or(|at| at < n.taken_at)
+            });
+            for (id, n) in newer {
+                let row = writer::LatestRow {
+                    host_id: *id,
+                    taken_at: n.taken_at,
+                    snapshot_json: n.snapshot_json.clone(),
+                    counters_json: String::new(),
+                };
+                match hot.counters.get(id) {
+                    Some(c) => rows.push(writer::LatestRow {
+                        counters_json: serde_json::to_string(c).expect("counters serialise"),
+                        ..row
+                    }),
+                    None => snapshot_only.push(row),
+                }
+            }
+        }
         let txn = self.db.begin().await?;
-        writer::upsert_latest(&txn, &rows).await?;
-        for r in &without_counters {
+        writer::upsert_latest(&txn, &rows.iter().collect::<Vec<_>>()).await?;
+        for r in &snapshot_only {
             // Its first poll wrote the row (with counters): only the snapshot moves on.
             latest_snapshot::Entity::update_many()
                 .col_expr(latest_snapshot::Column::TakenAt, r.taken_at.into())
@@ -249,14 +247,14 @@ impl Poller {
         }
         txn.commit().await?;
         let mut hot = self.hot.lock().expect("not poisoned");
-        for row in rows.iter().chain(&without_counters) {
+        for row in rows.iter().chain(&snapshot_only) {
             if let Some(n) = hot.newest.get_mut(&row.host_id)
                 && n.taken_at == row.taken_at
             {
                 n.row_written_at = Some(row.taken_at);
             }
         }
-        Ok(rows.len() + without_counters.len())
+        Ok(rows.len() + snapshot_only.len())
     }
 
     /// The entry `slot` picks from the hot state for `host_id`, or what `load` reads (kept for
@@ -684,12 +682,11 @@ impl Poller {
             return Err(err);
         }
         let text = String::from_utf8_lossy(&run.output.stdout);
-        let cached = self
-            .hot
-            .lock()
-            .expect("not poisoned")
-            .counters
-            .remove(&host_id);
+        let (cached, row_written_at) = {
+            let mut hot = self.hot.lock().expect("not poisoned");
+            let row_written_at = hot.newest.get(&host_id).and_then(|n| n.row_written_at);
+            (hot.counters.remove(&host_id), row_written_at)
+        };
         let previous = match cached {
             Some(c) => Some(c),
             None => latest_snapshot::Entity::find()
@@ -705,13 +702,6 @@ impl Poller {
         let snapshot_json: Arc<str> = serde_json::to_string(&snapshot)
             .expect("snapshot serialises")
             .into();
-        let row_written_at = self
-            .hot
-            .lock()
-            .expect("not poisoned")
-            .newest
-            .get(&host_id)
-            .and_then(|n| n.row_written_at);
         let latest = row_written_at
             .is_none_or(|at| now - at >= LATEST_ROW_EVERY_MS)
             .then(|| writer::LatestRow {
