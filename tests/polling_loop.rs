@@ -381,7 +381,7 @@ async fn a_poll_slower_than_its_schedule_is_not_overlapped() {
 
 #[tokio::test]
 async fn retention_deletes_only_old_history() {
-    use entity::{metric_sample, metric_sample_set};
+    use entity::{metric_sample, metric_sample_set, poll};
     use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), None).await;
@@ -419,12 +419,33 @@ async fn retention_deletes_only_old_history() {
         .insert(&svc.state.db)
         .await
         .unwrap();
+        // Today's form: the values in their poll's row, taken 30 ms after it started.
+        sampled_poll(&svc.state.db, id, ts - 30, ts, 2.0).await;
     }
+    let from = now - 2 * 86_400_000;
+    // Started before the range, took its values inside it: in the series.
+    sampled_poll(&svc.state.db, id, from - 1_000, from + 1_000, 3.0).await;
+    // Started and sampled before the range: not in it.
+    sampled_poll(&svc.state.db, id, from - 3_000, from - 2_000, 4.0).await;
+    // A failed poll has no values.
+    poll::ActiveModel {
+        host_id: Set(id),
+        started_at: Set(now - 1_000),
+        duration_ms: Set(5),
+        outcome: Set("failed".into()),
+        error_kind: Set(Some("connect".into())),
+        error: Set(Some("refused".into())),
+        ..Default::default()
+    }
+    .insert(&svc.state.db)
+    .await
+    .unwrap();
     let purged = store::retention::purge(&svc.state.db, now - 7 * 86_400_000)
         .await
         .unwrap();
-    // One old row of each form: a single sample (written before sets) and a set.
+    // One old row of each form: a single sample (written before sets), a set, and a poll.
     assert_eq!(purged.samples, 2);
+    assert_eq!(purged.polls, 1);
     assert_eq!(
         metric_sample::Entity::find()
             .count(&svc.state.db)
@@ -446,18 +467,54 @@ async fn retention_deletes_only_old_history() {
             host_id: id,
             name: "cpu.usage_pct".into(),
             label: None,
-            from_ms: now - 2 * 86_400_000,
+            from_ms: from,
             to_ms: now,
             limit: 100,
         },
     )
     .await
     .unwrap();
+    // Equal times come in no set order across the three forms.
+    let mut got: Vec<(i64, f64)> = points.iter().map(|p| (p.ts, p.value)).collect();
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
     assert_eq!(
-        points.iter().map(|p| p.ts).collect::<Vec<_>>(),
-        vec![now - 86_400_000, now - 86_400_000, now, now]
+        got,
+        vec![
+            (from + 1_000, 3.0),
+            (now - 86_400_000, 1.0),
+            (now - 86_400_000, 1.0),
+            (now - 86_400_000, 2.0),
+            (now, 1.0),
+            (now, 1.0),
+            (now, 2.0),
+        ]
     );
     svc.stop().await;
+}
+
+/// Stores a successful poll of `host_id` whose one value, `cpu.usage_pct`, was taken at
+/// `sampled_at`.
+async fn sampled_poll(
+    db: &sea_orm::DatabaseConnection,
+    host_id: i64,
+    started_at: i64,
+    sampled_at: i64,
+    value: f64,
+) {
+    use sea_orm::{ActiveModelTrait, Set};
+    entity::poll::ActiveModel {
+        host_id: Set(host_id),
+        started_at: Set(started_at),
+        duration_ms: Set(sampled_at - started_at),
+        outcome: Set("ok".into()),
+        sampled_at: Set(Some(sampled_at)),
+        sample_count: Set(Some(1)),
+        samples: Set(Some(format!(r#"{{"cpu.usage_pct":{{"":{value:?}}}}}"#))),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! The batch writer end to end, on SQLite and on PostgreSQL: polls of simulated hosts (the
 //! fleet simulator, russh's server side on loopback) land as latest snapshots, packed sample
-//! sets, poll records and host status, several polls per transaction, and read back as series.
+//! values in poll records, host status, several polls per transaction, and read back as series.
 
 mod common;
 
@@ -20,7 +20,7 @@ use hostwatch::{
         hosts::{NewCredential, NewHost},
     },
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
 use zeroize::Zeroizing;
 
 const HOSTS: u16 = 8;
@@ -144,21 +144,44 @@ async fn polls_are_batched_and_read_back(url: String) {
         "several polls share a transaction: {stats:?}"
     );
 
-    let sets = metric_sample_set::Entity::find()
-        .all(&state.db)
-        .await
-        .unwrap();
-    assert_eq!(sets.len(), 2 * HOSTS as usize);
-    // A first poll has no rates yet (13 values, 21 with GPUs); the second has them too (28, 36).
-    assert!(sets.iter().all(|s| s.count >= 10), "{sets:?}");
-    assert_eq!(
-        sets.iter().filter(|s| s.count > 25).count(),
-        HOSTS as usize,
-        "{sets:?}"
-    );
+    // Each poll's values are in its own row, taken when its snapshot was; none go to the table
+    // that held them before.
     let polls = poll::Entity::find().all(&state.db).await.unwrap();
     assert_eq!(polls.len(), 2 * HOSTS as usize);
     assert!(polls.iter().all(|p| p.outcome == "ok"));
+    let taken: std::collections::BTreeSet<(i64, i64)> =
+        taken_at.iter().map(|((_, id), ts)| (*id, *ts)).collect();
+    let sampled: std::collections::BTreeSet<(i64, i64)> = polls
+        .iter()
+        .map(|p| (p.host_id, p.sampled_at.unwrap()))
+        .collect();
+    assert_eq!(sampled, taken);
+    let counts: Vec<i32> = polls.iter().map(|p| p.sample_count.unwrap()).collect();
+    // A first poll has no rates yet (13 values, 21 with GPUs); the second has them too (28, 36).
+    assert!(counts.iter().all(|c| *c >= 10), "{counts:?}");
+    assert_eq!(
+        counts.iter().filter(|c| **c > 25).count(),
+        HOSTS as usize,
+        "{counts:?}"
+    );
+    for p in &polls {
+        let samples: serde_json::Value =
+            serde_json::from_str(p.samples.as_deref().unwrap()).unwrap();
+        let stored: usize = samples
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|labels| labels.as_object().unwrap().len())
+            .sum();
+        assert_eq!(stored, p.sample_count.unwrap() as usize, "{p:?}");
+    }
+    assert_eq!(
+        metric_sample_set::Entity::find()
+            .count(&state.db)
+            .await
+            .unwrap(),
+        0
+    );
     // The rows are the first round's: the second came within LATEST_ROW_EVERY_MS. The API
     // reads the newest from the poller.
     let latest = latest_rows_from_round(&state.db, &taken_at, 0).await;
@@ -179,10 +202,10 @@ async fn polls_are_batched_and_read_back(url: String) {
             .await
             .unwrap()
             .unwrap();
-        let newest = sets
+        let newest = polls
             .iter()
-            .filter(|s| s.host_id == *id)
-            .map(|s| s.ts)
+            .filter(|p| p.host_id == *id)
+            .filter_map(|p| p.sampled_at)
             .max()
             .unwrap();
         let last_poll = polls
@@ -223,15 +246,15 @@ async fn polls_are_batched_and_read_back(url: String) {
     assert!(!history::series(&state.db, &last).await.unwrap().is_empty());
     let first = series("gpu.util_pct", ids[0]);
     assert!(history::series(&state.db, &first).await.unwrap().is_empty());
-    // Deleting a host removes its sets with it.
+    // Deleting a host removes its polls and their values with it.
     host::Entity::delete_many()
         .filter(host::Column::Id.eq(ids[0]))
         .exec(&state.db)
         .await
         .unwrap();
     assert!(
-        metric_sample_set::Entity::find()
-            .filter(metric_sample_set::Column::HostId.eq(ids[0]))
+        poll::Entity::find()
+            .filter(poll::Column::HostId.eq(ids[0]))
             .all(&state.db)
             .await
             .unwrap()

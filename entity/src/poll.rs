@@ -1,4 +1,4 @@
-//! One poll attempt of a host: its outcome and, when it failed, why.
+//! One poll attempt of a host: its outcome, why it failed, or the metric values it read.
 
 use sea_orm::entity::prelude::*;
 
@@ -13,6 +13,14 @@ pub struct Model {
     pub outcome: String,
     pub error_kind: Option<String>,
     pub error: Option<String>,
+    /// When a successful poll's values were taken; `None` for a failed poll (and for polls
+    /// stored before the values moved here, whose values are in `metric_sample_sets`).
+    pub sampled_at: Option<i64>,
+    /// How many values `samples` holds.
+    pub sample_count: Option<i32>,
+    /// JSON: `{"<metric name>": {"<label>": value, …}, …}`; the label is `""` for host-wide
+    /// metrics.
+    pub samples: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

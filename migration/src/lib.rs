@@ -11,6 +11,7 @@ mod m20261121_000002_service_secrets;
 mod m20261121_000003_notification_event;
 mod m20261121_000004_url_check_ca;
 mod m20261122_000005_sample_sets;
+mod m20261122_000006_samples_in_polls;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000003_notification_event::Migration),
             Box::new(m20261121_000004_url_check_ca::Migration),
             Box::new(m20261122_000005_sample_sets::Migration),
+            Box::new(m20261122_000006_samples_in_polls::Migration),
         ]
     }
 }

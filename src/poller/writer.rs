@@ -1,7 +1,7 @@
 //! The poll writer: stores the results of many successful polls in one transaction.
 //!
-//! A poll's snapshot, its samples, its poll record, its host's status and the notifications its
-//! values cause were one transaction of about seven statements. With a fleet each statement is a
+//! A poll's snapshot, its poll record with its samples, its host's status and the notifications
+//! its values cause were one transaction of about seven statements. With a fleet each statement is a
 //! round trip to the database (for SQLite, a hand-off to its worker thread and back), and those
 //! hand-offs were most of a poll's CPU. The writer takes every result waiting in its queue and
 //! writes them together: one transaction, a few multi-row statements, whatever the batch size.
@@ -19,7 +19,7 @@ use std::{
     },
 };
 
-use entity::{host, latest_snapshot, metric_sample_set, notification, poll};
+use entity::{host, latest_snapshot, notification, poll};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, TransactionTrait,
     sea_query::{CaseStatement, OnConflict, Query},
@@ -269,33 +269,13 @@ async fn write_batch(
     db: &DatabaseConnection,
     records: &[SuccessRecord],
 ) -> Result<Vec<Vec<notification::Model>>> {
-    use metric_sample_set::Column as SampleSet;
     use poll::Column as Poll;
 
     let txn = db.begin().await?;
     let latest: Vec<&LatestRow> = records.iter().filter_map(|r| r.latest.as_ref()).collect();
     upsert_latest(&txn, &latest).await?;
-    insert_rows(
-        &txn,
-        records,
-        metric_sample_set::Entity,
-        [
-            SampleSet::HostId,
-            SampleSet::Ts,
-            SampleSet::Count,
-            SampleSet::Samples,
-        ],
-        |r| {
-            [
-                r.host().id.into(),
-                r.ts.into(),
-                (r.values.len() as i32).into(),
-                crate::store::history::pack(&r.values).into(),
-            ]
-        },
-        None,
-    )
-    .await?;
+    // The poll's values ride in its own row: one row and one per-host index entry per poll
+    // (see the `000006` migration).
     insert_rows(
         &txn,
         records,
@@ -305,6 +285,9 @@ async fn write_batch(
             Poll::StartedAt,
             Poll::DurationMs,
             Poll::Outcome,
+            Poll::SampledAt,
+            Poll::SampleCount,
+            Poll::Samples,
         ],
         |r| {
             [
@@ -312,6 +295,9 @@ async fn write_batch(
                 r.started_ms.into(),
                 r.duration_ms.into(),
                 "ok".into(),
+                r.ts.into(),
+                (r.values.len() as i32).into(),
+                crate::store::history::pack(&r.values).into(),
             ]
         },
         None,

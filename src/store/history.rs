@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder
 
 use crate::{error::Result, probe::MetricValue};
 
-/// The values of one poll as stored in a `metric_sample_sets` row:
+/// The values of one poll as its `polls` row stores them (and `metric_sample_sets` rows did):
 /// `{"<name>": {"<label>": value, …}, …}`.
 pub fn pack(values: &[MetricValue]) -> String {
     let mut by_name: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
@@ -71,6 +71,12 @@ pub struct Point {
     pub value: f64,
 }
 
+/// How long before a range's start a poll may have started and still have taken its values
+/// inside the range. Polls are found by when they started (the indexed column) and their values
+/// belong to when they were taken, a poll's duration later; an hour is far above any poll
+/// deadline in use.
+const POLL_SPAN_MS: i64 = 3_600_000;
+
 /// Samples of one metric in a time range, ordered by label then time, at most `limit`.
 pub async fn series(db: &impl ConnectionTrait, q: &SeriesQuery) -> Result<Vec<Point>> {
     let mut points: Vec<Point> = legacy_series(db, q)
@@ -82,8 +88,28 @@ pub async fn series(db: &impl ConnectionTrait, q: &SeriesQuery) -> Result<Vec<Po
             value: s.value,
         })
         .collect();
-    // Each set holds at most a few values of one metric: `limit` sets are enough for `limit`
+    // Each poll holds at most a few values of one metric: `limit` polls are enough for `limit`
     // points.
+    let polls: Vec<(Option<i64>, Option<String>)> = poll::Entity::find()
+        .select_only()
+        .column(poll::Column::SampledAt)
+        .column(poll::Column::Samples)
+        .filter(poll::Column::HostId.eq(q.host_id))
+        .filter(poll::Column::StartedAt.gte(q.from_ms.saturating_sub(POLL_SPAN_MS)))
+        .filter(poll::Column::StartedAt.lte(q.to_ms))
+        .filter(poll::Column::SampledAt.gte(q.from_ms))
+        .filter(poll::Column::SampledAt.lte(q.to_ms))
+        .order_by_asc(poll::Column::StartedAt)
+        .limit(q.limit)
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (ts, samples) in polls {
+        if let (Some(ts), Some(samples)) = (ts, samples) {
+            push_points(&mut points, q, ts, &samples);
+        }
+    }
+    // Sets written before the values moved into `polls`.
     let sets = metric_sample_set::Entity::find()
         .filter(metric_sample_set::Column::HostId.eq(q.host_id))
         .filter(metric_sample_set::Column::Ts.gte(q.from_ms))
@@ -93,19 +119,20 @@ pub async fn series(db: &impl ConnectionTrait, q: &SeriesQuery) -> Result<Vec<Po
         .all(db)
         .await?;
     for set in sets {
-        for (label, value) in unpack(&set.samples, &q.name) {
-            if q.label.as_ref().is_none_or(|l| *l == label) {
-                points.push(Point {
-                    label,
-                    ts: set.ts,
-                    value,
-                });
-            }
-        }
+        push_points(&mut points, q, set.ts, &set.samples);
     }
     points.sort_by(|a, b| a.label.cmp(&b.label).then(a.ts.cmp(&b.ts)));
     points.truncate(q.limit as usize);
     Ok(points)
+}
+
+/// The points of `q`'s metric (and label, when given) in one poll's packed values.
+fn push_points(points: &mut Vec<Point>, q: &SeriesQuery, ts: i64, samples: &str) {
+    for (label, value) in unpack(samples, &q.name) {
+        if q.label.as_ref().is_none_or(|l| *l == label) {
+            points.push(Point { label, ts, value });
+        }
+    }
 }
 
 /// Samples stored one row each, before samples were packed per poll.
