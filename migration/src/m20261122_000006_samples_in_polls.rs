@@ -7,9 +7,9 @@
 //! threads spent 70-81 µs per poll, and 46-49 with the sample sets' (host, time) index left out.
 //! One row per poll keeps one per-host index.
 //!
-//! Retention deleted polls by `started_at`, which only the (host, time) index led with the host
-//! covered: every purge scanned the whole table while holding the write lock. The new index is
-//! appended to at its right edge, so a poll adds little for it.
+//! Retention deletes polls by `started_at`, and the only index on `polls` led with the host, so
+//! every purge (one each ten minutes) scanned the whole table while holding the write lock. The
+//! new index grows at its right edge only, so a poll adds little for it.
 //!
 //! `metric_sample_sets` keeps the rows written before this migration; reads still include them
 //! and retention empties the table in time.
@@ -25,12 +25,11 @@ const INDEX: &str = "ix_polls_started_at";
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // One column per statement: SQLite's ALTER TABLE adds one at a time.
-        for column in [
+        for mut column in [
             big_integer_null("sampled_at"),
             integer_null("sample_count"),
             text_null("samples"),
         ] {
-            let mut column = column;
             manager
                 .alter_table(Table::alter().table("polls").add_column(&mut column).take())
                 .await?;

@@ -1,10 +1,11 @@
 //! The poll writer: stores the results of many successful polls in one transaction.
 //!
 //! A poll's snapshot, its poll record with its samples, its host's status and the notifications
-//! its values cause were one transaction of about seven statements. With a fleet each statement is a
-//! round trip to the database (for SQLite, a hand-off to its worker thread and back), and those
-//! hand-offs were most of a poll's CPU. The writer takes every result waiting in its queue and
-//! writes them together: one transaction, a few multi-row statements, whatever the batch size.
+//! its values cause were one transaction of about seven statements. With a fleet each statement
+//! is a round trip to the database (for SQLite, a hand-off to its worker thread and back), and
+//! those hand-offs were most of a poll's CPU. The writer takes every result waiting in its queue
+//! and writes them together: one transaction, a few multi-row statements, whatever the batch
+//! size.
 //!
 //! What a poll's caller sees does not change: [`PollWriter::store`] returns once the batch that
 //! holds its result is committed, with the notifications that result wrote; a sample and its
