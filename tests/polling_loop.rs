@@ -492,6 +492,61 @@ async fn retention_deletes_only_old_history() {
     svc.stop().await;
 }
 
+#[tokio::test]
+async fn retention_deletes_in_chunks() {
+    use entity::poll;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None).await;
+    let (_, host) = svc
+        .call(
+            "POST",
+            "/api/v1/hosts",
+            Some(
+                json!({"name": "chunks", "address": "127.0.0.1", "port": common::free_port(),
+               "username": "hwtest", "password": "x", "enabled": false}),
+            ),
+        )
+        .await;
+    let id = host["id"].as_i64().unwrap();
+    let now = store::now_ms();
+    let cutoff = now - 86_400_000;
+    // Five old polls (three chunks of two) and two to keep, one of them exactly at the cutoff.
+    for (i, started) in [
+        cutoff - 5,
+        cutoff - 4,
+        cutoff - 3,
+        cutoff - 2,
+        cutoff - 1,
+        cutoff,
+        now,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sampled_poll(&svc.state.db, id, started, started + 10, i as f64).await;
+    }
+    let purged = store::retention::purge_in_chunks(&svc.state.db, cutoff, 2)
+        .await
+        .unwrap();
+    assert_eq!(purged.polls, 5);
+    let left: Vec<i64> = poll::Entity::find()
+        .all(&svc.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.started_at)
+        .collect();
+    assert_eq!(left, vec![cutoff, now]);
+    // A second purge finds nothing old.
+    let again = store::retention::purge_in_chunks(&svc.state.db, cutoff, 2)
+        .await
+        .unwrap();
+    assert_eq!(again, store::retention::Purged::default());
+    assert_eq!(poll::Entity::find().count(&svc.state.db).await.unwrap(), 2);
+    svc.stop().await;
+}
+
 /// Stores a successful poll of `host_id` whose one value, `cpu.usage_pct`, was taken at
 /// `sampled_at`.
 async fn sampled_poll(
