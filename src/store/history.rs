@@ -36,17 +36,36 @@ pub fn unpack(samples: &str, name: &str) -> BTreeMap<String, f64> {
         .unwrap_or_default()
 }
 
+/// A poll attempt as listed: its row without the metric values it carries.
+#[derive(Debug, Clone, PartialEq, sea_orm::FromQueryResult)]
+pub struct PollRecord {
+    pub id: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+}
+
 /// The latest poll attempts of a host, newest first.
-pub async fn polls(
-    db: &impl ConnectionTrait,
-    host_id: i64,
-    limit: u64,
-) -> Result<Vec<poll::Model>> {
+pub async fn polls(db: &impl ConnectionTrait, host_id: i64, limit: u64) -> Result<Vec<PollRecord>> {
+    use poll::Column as C;
+    // Not the values (a kilobyte or two a row): the listing does not show them.
     Ok(poll::Entity::find()
+        .select_only()
+        .columns([
+            C::Id,
+            C::StartedAt,
+            C::DurationMs,
+            C::Outcome,
+            C::ErrorKind,
+            C::Error,
+        ])
         .filter(poll::Column::HostId.eq(host_id))
         .order_by_desc(poll::Column::StartedAt)
         .order_by_desc(poll::Column::Id)
         .limit(limit)
+        .into_model::<PollRecord>()
         .all(db)
         .await?)
 }
