@@ -208,6 +208,40 @@ async fn migrate_creates_a_fresh_sqlite_database_and_is_idempotent() {
         .unwrap()
         .unwrap();
     assert_eq!(journal.try_get_by_index::<String>(0).unwrap(), "wal");
+    // The hot and periodic lookups find their rows through an index, not a scan of the table:
+    // the writer's alert states per batch, a URL check's states, retention's old polls, a
+    // host's series.
+    for (query, index) in [
+        (
+            "SELECT * FROM alert_states WHERE host_id IN (1, 2, 3)",
+            "ix_alert_states_host_id",
+        ),
+        (
+            "SELECT * FROM alert_states WHERE url_check_id = 1",
+            "ix_alert_states_url_check_id",
+        ),
+        (
+            "SELECT id FROM polls WHERE started_at < 5",
+            "ix_polls_started_at",
+        ),
+        (
+            "SELECT sampled_at, samples FROM polls WHERE host_id = 1 \
+             AND started_at BETWEEN 1 AND 9 AND sampled_at BETWEEN 2 AND 9",
+            "ix_polls_host_id_started_at",
+        ),
+    ] {
+        let plan: Vec<String> = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("EXPLAIN QUERY PLAN {query}"),
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String>("", "detail").unwrap())
+            .collect();
+        assert!(plan.iter().any(|d| d.contains(index)), "{query}: {plan:?}");
+    }
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join("master.key")), 0o600);
 }

@@ -12,6 +12,7 @@ mod m20261121_000003_notification_event;
 mod m20261121_000004_url_check_ca;
 mod m20261122_000005_sample_sets;
 mod m20261122_000006_samples_in_polls;
+mod m20261122_000007_alert_state_owners;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000004_url_check_ca::Migration),
             Box::new(m20261122_000005_sample_sets::Migration),
             Box::new(m20261122_000006_samples_in_polls::Migration),
+            Box::new(m20261122_000007_alert_state_owners::Migration),
         ]
     }
 }
