@@ -165,20 +165,15 @@ async fn age_history(state: &AppState, minutes: u64) {
     }
     let end = store::now_ms() - 10_000;
     let start = end - minutes as i64 * 60_000;
-    let times = format!(
-        "WITH RECURSIVE t(ts) AS (SELECT {start} UNION ALL SELECT ts + 10000 FROM t WHERE ts + 10000 < {end})"
-    );
-    for insert in [
-        "INSERT INTO polls (host_id, started_at, duration_ms, outcome, sampled_at, sample_count, samples) SELECT h.id, t.ts, 20, 'ok', t.ts + 20, 0, '{}'",
-    ] {
-        state
-            .db
-            .execute_unprepared(&format!(
-                "{times} {insert} FROM t CROSS JOIN hosts h ORDER BY t.ts, h.id"
-            ))
-            .await
-            .expect("history");
-    }
+    state
+        .db
+        .execute_unprepared(&format!(
+            "WITH RECURSIVE t(ts) AS (SELECT {start} UNION ALL SELECT ts + 10000 FROM t WHERE ts + 10000 < {end}) \
+             INSERT INTO polls (host_id, started_at, duration_ms, outcome, sampled_at, sample_count, samples) \
+             SELECT h.id, t.ts, 20, 'ok', t.ts + 20, 0, '{{}}' FROM t CROSS JOIN hosts h ORDER BY t.ts, h.id"
+        ))
+        .await
+        .expect("history");
 }
 
 /// Completed runs over a measured time, summed over rounds.

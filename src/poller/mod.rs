@@ -216,18 +216,19 @@ impl Poller {
                 existing.contains(id) && n.row_written_at.is_none_or(|at| at < n.taken_at)
             });
             for (id, n) in newer {
+                let counters = hot.counters.get(id);
                 let row = writer::LatestRow {
                     host_id: *id,
                     taken_at: n.taken_at,
                     snapshot_json: n.snapshot_json.clone(),
-                    counters_json: String::new(),
+                    counters_json: counters
+                        .map(|c| serde_json::to_string(c).expect("counters serialise"))
+                        .unwrap_or_default(),
                 };
-                match hot.counters.get(id) {
-                    Some(c) => rows.push(writer::LatestRow {
-                        counters_json: serde_json::to_string(c).expect("counters serialise"),
-                        ..row
-                    }),
-                    None => snapshot_only.push(row),
+                if counters.is_some() {
+                    rows.push(row)
+                } else {
+                    snapshot_only.push(row)
                 }
             }
         }

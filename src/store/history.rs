@@ -92,8 +92,8 @@ pub struct Point {
 
 /// How long before a range's start a poll may have started and still have taken its values
 /// inside the range. Polls are found by when they started (the indexed column) and their values
-/// belong to when they were taken, a poll's duration later; an hour is far above any poll
-/// deadline in use.
+/// belong to when they were taken, a poll's duration later. An hour is 120 times the default
+/// 30 s poll deadline; a poll that took longer would be missed at a range's very start.
 const POLL_SPAN_MS: i64 = 3_600_000;
 
 /// Samples of one metric in a time range, ordered by label then time, at most `limit`.
