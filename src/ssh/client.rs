@@ -16,7 +16,7 @@ use russh::{
 };
 use zeroize::Zeroizing;
 
-use super::keys::fingerprint;
+use super::{burst::BurstReader, keys::fingerprint};
 
 /// The command every exec runs; scripts are written to its stdin. sshd hands it to the login
 /// shell's `-c`, which with `exec` becomes `sh` instead of forking one more process per poll
@@ -223,7 +223,8 @@ pub async fn connect(target: &Target, authenticate: bool) -> Result<Session, Ssh
     if let Err(e) = stream.set_nodelay(true) {
         tracing::warn!(%addr, error = %e, "cannot disable Nagle's algorithm on the SSH socket");
     }
-    let mut handle = match client::connect_stream(config(), stream, handler).await {
+    let mut handle = match client::connect_stream(config(), BurstReader::new(stream), handler).await
+    {
         Ok(h) => h,
         Err(err) => {
             let seen = presented.lock().expect("not poisoned").take();
