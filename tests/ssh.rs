@@ -159,6 +159,30 @@ async fn ed25519_key_enrolls_and_polls_with_local_numbers() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(latest, second["snapshot"]);
     let (_, polls) = app.get(&format!("/api/v1/hosts/{id}/polls")).await;
+    // The host's poll times are the second poll's, though its row waits a minute for them.
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    let newest_start = polls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| time(&p["started_at"]))
+        .max()
+        .unwrap();
+    let (_, host) = app.get(&format!("/api/v1/hosts/{id}")).await;
+    let (_, page) = app.get("/api/v1/hosts").await;
+    let listed = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == id)
+        .unwrap();
+    for shown in [&host, listed] {
+        assert_eq!(
+            time(&shown["last_ok_at"]),
+            time(&second["snapshot"]["taken_at"])
+        );
+        assert_eq!(time(&shown["last_poll_at"]), newest_start);
+    }
     assert!(
         polls
             .as_array()

@@ -111,8 +111,16 @@ async fn polls_are_batched_and_read_back(url: String) {
         ids.push(view.host.id);
     }
     // The simulator answers the probe, not the enrollment script: mark the hosts enrolled.
+    // Half are still pending; the others are ok but keep their "waiting for enrollment"
+    // message. Either way the first poll clears the status, and the second finds it clear.
     host::Entity::update_many()
         .col_expr(host::Column::EnrolledAt, Expr::value(store::now_ms()))
+        .exec(&state.db)
+        .await
+        .unwrap();
+    host::Entity::update_many()
+        .col_expr(host::Column::Status, Expr::value("ok"))
+        .filter(host::Column::Id.is_in(ids.iter().step_by(2).copied()))
         .exec(&state.db)
         .await
         .unwrap();
@@ -196,27 +204,30 @@ async fn polls_are_batched_and_read_back(url: String) {
             taken_at[&(1, row.host_id)]
         );
     }
+    // Likewise the hosts' rows hold the first round's poll times; the API shows the second's.
+    let round_times = |id: i64, round: usize| {
+        let mut mine: Vec<_> = polls.iter().filter(|p| p.host_id == id).collect();
+        mine.sort_by_key(|p| p.started_at);
+        (
+            Some(mine[round].sampled_at.unwrap()),
+            Some(mine[round].started_at),
+        )
+    };
     for id in &ids {
-        let h = host::Entity::find_by_id(*id)
+        let mut h = host::Entity::find_by_id(*id)
             .one(&state.db)
             .await
             .unwrap()
             .unwrap();
-        let newest = polls
-            .iter()
-            .filter(|p| p.host_id == *id)
-            .filter_map(|p| p.sampled_at)
-            .max()
-            .unwrap();
-        let last_poll = polls
-            .iter()
-            .filter(|p| p.host_id == *id)
-            .map(|p| p.started_at)
-            .max()
-            .unwrap();
         assert_eq!(
-            (h.status.as_str(), h.last_ok_at, h.last_poll_at),
-            ("ok", Some(newest), Some(last_poll)),
+            (h.status.as_str(), (h.last_ok_at, h.last_poll_at)),
+            ("ok", round_times(*id, 0)),
+            "host {id}"
+        );
+        state.poller.apply_newest_times(&mut h);
+        assert_eq!(
+            (h.last_ok_at, h.last_poll_at),
+            round_times(*id, 1),
             "host {id}"
         );
     }
@@ -264,6 +275,14 @@ async fn polls_are_batched_and_read_back(url: String) {
     // host whose counters were dropped (an edit) gets its snapshot; its row keeps the older
     // counters, which say when they were taken.
     state.poller.invalidate(ids[1]);
+    // A failed poll after the newest success records a later `last_poll_at`, which stays.
+    let failed_at = store::now_ms() + 5_000;
+    host::Entity::update_many()
+        .col_expr(host::Column::LastPollAt, Expr::value(failed_at))
+        .filter(host::Column::Id.eq(ids[2]))
+        .exec(&state.db)
+        .await
+        .unwrap();
     assert_eq!(
         state.poller.flush_newest().await.unwrap(),
         HOSTS as usize - 1
@@ -278,6 +297,25 @@ async fn polls_are_batched_and_read_back(url: String) {
             taken_at[&(round, row.host_id)],
             "host {}",
             row.host_id
+        );
+    }
+    // And the hosts' rows get the second round's poll times.
+    for id in &ids[1..] {
+        let h = host::Entity::find_by_id(*id)
+            .one(&state.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let (ok_at, polled_at) = round_times(*id, 1);
+        let polled_at = if *id == ids[2] {
+            Some(failed_at)
+        } else {
+            polled_at
+        };
+        assert_eq!(
+            (h.last_ok_at, h.last_poll_at),
+            (ok_at, polled_at),
+            "host {id}"
         );
     }
     assert_eq!(

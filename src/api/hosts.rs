@@ -367,6 +367,15 @@ impl HostUpdate {
 /// The hosts resource.
 pub struct HostsApi(pub AppState);
 
+impl HostsApi {
+    /// The host as the API shows it: its poll times are the poller's newest, which its row
+    /// records only now and then.
+    fn shown(&self, mut view: HostView) -> Host {
+        self.0.poller.apply_newest_times(&mut view.host);
+        view.into()
+    }
+}
+
 #[OpenApi(tag = "ApiTags::Hosts")]
 impl HostsApi {
     /// Register a host
@@ -424,7 +433,7 @@ impl HostsApi {
         };
         let (items, total) = store::list(&self.0.db, &filter).await?;
         Ok(ListHostsResponse::Ok(Json(HostPage {
-            items: items.into_iter().map(Host::from).collect(),
+            items: items.into_iter().map(|v| self.shown(v)).collect(),
             total,
             limit: filter.limit,
             offset: filter.offset,
@@ -434,9 +443,8 @@ impl HostsApi {
     /// Get a host
     #[oai(path = "/hosts/:id", method = "get", operation_id = "get_host")]
     async fn get(&self, _auth: Token, id: Path<i64>) -> ApiResult<HostResponse> {
-        Ok(HostResponse::Ok(Json(
-            store::get(&self.0.db, id.0).await?.into(),
-        )))
+        let view = store::get(&self.0.db, id.0).await?;
+        Ok(HostResponse::Ok(Json(self.shown(view))))
     }
 
     /// Change a host
@@ -453,7 +461,7 @@ impl HostsApi {
         let changes = body.0.validate()?;
         let view = store::update(&self.0.db, &self.0.secrets, id.0, changes).await?;
         self.0.host_changed(id.0).await;
-        Ok(HostResponse::Ok(Json(view.into())))
+        Ok(HostResponse::Ok(Json(self.shown(view))))
     }
 
     /// Delete a host

@@ -135,16 +135,22 @@ impl std::fmt::Debug for HotState {
     }
 }
 
-/// How often a host's `latest_snapshots` row is rewritten; between two rewrites the newest
-/// snapshot lives in memory ([`Poller::newest_snapshot`], which the API reads first) and is
-/// written at shutdown ([`Poller::flush_newest`]). The row is 2.7 KB, a page of its own, and
-/// rewriting it every poll was a quarter of the store's CPU at 10,000 hosts. After a crash the
-/// row is at most this old: the next poll replaces it, and rates computed from its counters
-/// are averages over the longer interval, still correct.
+/// How often a host's `latest_snapshots` row, and its `hosts` row's poll times, are rewritten
+/// while it stays ok; between two rewrites the newest snapshot and times live in memory
+/// ([`Poller::newest_snapshot`] and [`Poller::apply_newest_times`], which the API reads) and are
+/// written at shutdown ([`Poller::flush_newest`]). The snapshot row is 2.7 KB, a page of its own,
+/// and rewriting it every poll was a quarter of the store's CPU at 10,000 hosts; the host's row
+/// is a page shared with a few other hosts, dirtied (and copied to the WAL) by each poll. After
+/// a crash both are at most this old: the next poll replaces them, and rates computed from the
+/// stored counters are averages over the longer interval, still correct. A poll that changes
+/// the host's status writes its row at once.
 pub const LATEST_ROW_EVERY_MS: i64 = 60_000;
 
-/// A host's newest snapshot, and when its `latest_snapshots` row was last written.
+/// A host's newest successful poll, and when its rows were last written.
 struct Newest {
+    /// When the poll started (the host's `last_poll_at`, unless a failed poll came since).
+    polled_at: i64,
+    /// When its snapshot was taken (the host's `last_ok_at`).
     taken_at: i64,
     snapshot_json: Arc<str>,
     row_written_at: Option<i64>,
@@ -192,8 +198,19 @@ impl Poller {
         hot.newest.get(&host_id).map(|n| n.snapshot_json.clone())
     }
 
+    /// Moves `host`'s poll times up to its newest successful poll in this process, which its
+    /// row may not have yet (see [`LATEST_ROW_EVERY_MS`]).
+    pub fn apply_newest_times(&self, host: &mut host::Model) {
+        let hot = self.hot.lock().expect("not poisoned");
+        if let Some(n) = hot.newest.get(&host.id) {
+            host.last_poll_at = host.last_poll_at.max(Some(n.polled_at));
+            host.last_ok_at = host.last_ok_at.max(Some(n.taken_at));
+        }
+    }
+
     /// Writes every newest snapshot that is newer than its host's `latest_snapshots` row, with
-    /// the counters it was taken with; returns how many rows were written. Called at shutdown.
+    /// the counters it was taken with, and its poll times to the host's row; returns how many
+    /// hosts were written. Called at shutdown.
     /// When a host's counters are not in memory (its last poll failed or is in flight, or
     /// [`Self::invalidate`] dropped them) the row keeps its older counters, which carry their
     /// own time: the next rates are averages over a longer interval.
@@ -210,12 +227,18 @@ impl Poller {
             .collect();
         let mut rows = Vec::new();
         let mut snapshot_only = Vec::new();
+        let mut times = Vec::new();
         {
             let hot = self.hot.lock().expect("not poisoned");
             let newer = hot.newest.iter().filter(|(id, n)| {
                 existing.contains(id) && n.row_written_at.is_none_or(|at| at < n.taken_at)
             });
             for (id, n) in newer {
+                times.push(writer::HostTimes {
+                    host_id: *id,
+                    polled_at: n.polled_at,
+                    ok_at: n.taken_at,
+                });
                 let counters = hot.counters.get(id);
                 let row = writer::LatestRow {
                     host_id: *id,
@@ -246,6 +269,7 @@ impl Poller {
                 .exec(&txn)
                 .await?;
         }
+        writer::write_host_times(&txn, &times, false).await?;
         txn.commit().await?;
         let mut hot = self.hot.lock().expect("not poisoned");
         for row in rows.iter().chain(&snapshot_only) {
@@ -703,14 +727,17 @@ impl Poller {
         let snapshot_json: Arc<str> = serde_json::to_string(&snapshot)
             .expect("snapshot serialises")
             .into();
-        let latest = row_written_at
-            .is_none_or(|at| now - at >= LATEST_ROW_EVERY_MS)
-            .then(|| writer::LatestRow {
-                host_id,
-                taken_at: now,
-                snapshot_json: snapshot_json.clone(),
-                counters_json: serde_json::to_string(&counters).expect("counters serialise"),
-            });
+        // A status to clear is written at once; otherwise the rows wait their turn.
+        let status_to_clear =
+            prepared.host.status != status::OK || prepared.host.status_message.is_some();
+        let rows_due =
+            status_to_clear || row_written_at.is_none_or(|at| now - at >= LATEST_ROW_EVERY_MS);
+        let latest = rows_due.then(|| writer::LatestRow {
+            host_id,
+            taken_at: now,
+            snapshot_json: snapshot_json.clone(),
+            counters_json: serde_json::to_string(&counters).expect("counters serialise"),
+        });
         let wrote_row = latest.is_some();
         let published = self
             .store_success(
@@ -728,6 +755,7 @@ impl Poller {
             hot.newest.insert(
                 host_id,
                 Newest {
+                    polled_at: started_ms,
                     taken_at: now,
                     snapshot_json,
                     row_written_at: if wrote_row { Some(now) } else { row_written_at },
@@ -737,9 +765,12 @@ impl Poller {
         for n in published {
             self.hub.published(n.id);
         }
-        if prepared.host.status != status::OK {
-            // The cached host row still says the old status.
+        if status_to_clear {
+            // The cached host row still says the old status (else every poll would find it
+            // to clear, and write the rows).
             self.invalidate(host_id);
+        }
+        if prepared.host.status != status::OK {
             self.leave_status(
                 &prepared.host,
                 format!("{} is reachable again", prepared.host.name),

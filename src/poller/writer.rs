@@ -23,7 +23,7 @@ use std::{
 use entity::{host, latest_snapshot, notification, poll};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, TransactionTrait,
-    sea_query::{CaseStatement, OnConflict, Query},
+    sea_query::{CaseStatement, Expr, ExprTrait, OnConflict, Query, SimpleExpr},
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -55,8 +55,8 @@ pub(crate) struct SuccessRecord {
     pub duration_ms: i64,
     /// When the snapshot was taken (its samples' time).
     pub ts: i64,
-    /// The `latest_snapshots` row, when this poll is one that refreshes it (see
-    /// [`super::LATEST_ROW_EVERY_MS`]).
+    /// The `latest_snapshots` row, when this poll is one that refreshes it and the host's row
+    /// (see [`super::LATEST_ROW_EVERY_MS`]).
     pub latest: Option<LatestRow>,
     pub values: Vec<MetricValue>,
 }
@@ -305,24 +305,17 @@ async fn write_batch(
     )
     .await?;
 
-    // CASE over the chunk's ids: kept short, it is evaluated for each updated row.
-    for chunk in ladder_chunks(records, 64) {
-        let mut polled = CaseStatement::new();
-        let mut ok = CaseStatement::new();
-        for r in chunk {
-            polled = polled.case(host::Column::Id.eq(r.host().id), r.started_ms);
-            ok = ok.case(host::Column::Id.eq(r.host().id), r.ts);
-        }
-        let update = Query::update()
-            .table(host::Entity)
-            .value(host::Column::Status, super::status::OK)
-            .value(host::Column::StatusMessage, Option::<String>::None)
-            .value(host::Column::LastPollAt, polled)
-            .value(host::Column::LastOkAt, ok)
-            .and_where(host::Column::Id.is_in(chunk.iter().map(|r| r.host().id)))
-            .to_owned();
-        txn.execute(&update).await?;
-    }
+    // The host's row goes with its `latest_snapshots` row (see `LATEST_ROW_EVERY_MS`).
+    let times: Vec<HostTimes> = records
+        .iter()
+        .filter(|r| r.latest.is_some())
+        .map(|r| HostTimes {
+            host_id: r.host().id,
+            polled_at: r.started_ms,
+            ok_at: r.ts,
+        })
+        .collect();
+    write_host_times(&txn, &times, true).await?;
 
     let mut states = HashMap::new();
     for chunk in ladder_chunks(records, 256) {
@@ -350,6 +343,54 @@ async fn write_batch(
     }
     txn.commit().await?;
     Ok(written)
+}
+
+/// A host's newest successful poll, as its row records it.
+pub(crate) struct HostTimes {
+    pub host_id: i64,
+    /// When the poll started (`last_poll_at`).
+    pub polled_at: i64,
+    /// When its snapshot was taken (`last_ok_at`).
+    pub ok_at: i64,
+}
+
+/// Moves the hosts' `last_poll_at` and `last_ok_at` forward to `rows`, never back (a failed
+/// poll recorded meanwhile may have set a later `last_poll_at`); with `mark_ok`, also sets
+/// their status to ok.
+pub(crate) async fn write_host_times(
+    db: &impl ConnectionTrait,
+    rows: &[HostTimes],
+    mark_ok: bool,
+) -> Result<()> {
+    use host::Column as Host;
+    let later = |column: Host, value: i64| -> SimpleExpr {
+        CaseStatement::new()
+            .case(Expr::col(column).gt(value), Expr::col(column))
+            .finally(value)
+            .into()
+    };
+    // CASE over the chunk's ids: kept short, it is evaluated for each updated row.
+    for chunk in ladder_chunks(rows, 64) {
+        let mut polled = CaseStatement::new();
+        let mut ok = CaseStatement::new();
+        for r in chunk {
+            polled = polled.case(Host::Id.eq(r.host_id), later(Host::LastPollAt, r.polled_at));
+            ok = ok.case(Host::Id.eq(r.host_id), later(Host::LastOkAt, r.ok_at));
+        }
+        let mut update = Query::update();
+        update
+            .table(host::Entity)
+            .value(Host::LastPollAt, polled)
+            .value(Host::LastOkAt, ok)
+            .and_where(Host::Id.is_in(chunk.iter().map(|r| r.host_id)));
+        if mark_ok {
+            update
+                .value(Host::Status, super::status::OK)
+                .value(Host::StatusMessage, Option::<String>::None);
+        }
+        db.execute(&update).await?;
+    }
+    Ok(())
 }
 
 /// Writes `rows` over the hosts' `latest_snapshots` rows (creating the missing ones).
