@@ -22,6 +22,17 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
 
 use crate::error::Result;
 
+/// WAL pages SQLite lets a commit add before it checkpoints them into the database file
+/// (SQLite's default is 1,000). Each checkpoint syncs the WAL and the database file and copies
+/// every page the WAL holds, once however many commits rewrote it in the meantime; a fleet's
+/// commits reach 1,000 pages several times a second. At 10,000 simulated hosts with an hour of
+/// history, SQLite's threads took 47-51 µs per poll at 1,000 and 39-42 at 10,000. The WAL
+/// then grows to about 40 MB (4 KiB pages) between checkpoints.
+const WAL_AUTOCHECKPOINT_PAGES: &str = "10000";
+/// What the WAL file is cut back to when a checkpoint empties it (64 MiB): without a limit it
+/// keeps the largest size it ever reached, for instance behind a long read.
+const WAL_SIZE_LIMIT_BYTES: &str = "67108864";
+
 /// Opens the database at `url`, creating a SQLite file when needed.
 pub async fn connect(url: &str) -> Result<DatabaseConnection> {
     // PostgreSQL connections may use TLS: the provider must be chosen first.
@@ -36,6 +47,8 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
+                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+                .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES)
         });
     if url.starts_with("sqlite:") {
         // One writer at a time is SQLite's rule; a small pool keeps readers concurrent in WAL mode.
@@ -64,4 +77,42 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
 /// The current time in Unix milliseconds, the unit of every stored time.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::*;
+
+    async fn pragma(db: &DatabaseConnection, name: &str) -> String {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                format!("PRAGMA {name}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        match row.try_get_by_index::<String>(0) {
+            Ok(text) => text,
+            Err(_) => row.try_get_by_index::<i64>(0).unwrap().to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_connections_get_the_wal_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = connect(&url).await.unwrap();
+        assert_eq!(pragma(&db, "journal_mode").await, "wal");
+        assert_eq!(
+            pragma(&db, "wal_autocheckpoint").await,
+            WAL_AUTOCHECKPOINT_PAGES
+        );
+        assert_eq!(
+            pragma(&db, "journal_size_limit").await,
+            WAL_SIZE_LIMIT_BYTES
+        );
+    }
 }
