@@ -78,12 +78,29 @@ impl Service {
 
     /// Registers a host on the test sshd at `port`, logging in with `key`; returns its id.
     async fn add_host(&self, name: &str, port: u16, key: &str, schedule: &str) -> i64 {
+        self.register(name, port, key, schedule, true).await
+    }
+
+    /// Like `add_host`, with `enabled: false`.
+    async fn add_host_disabled(&self, name: &str, port: u16, key: &str, schedule: &str) -> i64 {
+        self.register(name, port, key, schedule, false).await
+    }
+
+    async fn register(
+        &self,
+        name: &str,
+        port: u16,
+        key: &str,
+        schedule: &str,
+        enabled: bool,
+    ) -> i64 {
         let (status, host) = self
             .call(
                 "POST",
                 "/api/v1/hosts",
                 Some(json!({"name": name, "address": "127.0.0.1", "port": port,
-                    "username": "hwtest", "private_key": key, "schedule": schedule})),
+                    "username": "hwtest", "private_key": key, "schedule": schedule,
+                    "enabled": enabled})),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{host}");
@@ -156,14 +173,56 @@ async fn the_loop_end_to_end_with_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), None).await;
 
-    let id = svc.add_host("loop", sshd.port, &key, "*/1 * * * * *").await;
-
-    // Enrolled, then polled every second: history grows.
-    svc.wait_ok_polls(id, 3).await;
-    let (status, run) = svc
-        .call("GET", &format!("/api/v1/hosts/{id}/enrollment"), None)
+    // Registered disabled: enrolled, never polled.
+    let id = svc
+        .add_host_disabled("loop", sshd.port, &key, "*/1 * * * * *")
         .await;
-    assert_eq!((status, run["ok"].as_bool()), (StatusCode::OK, Some(true)));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let run = loop {
+        let (status, run) = svc
+            .call("GET", &format!("/api/v1/hosts/{id}/enrollment"), None)
+            .await;
+        if status == StatusCode::OK {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "no enrollment in 40 s: {run}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(run["ok"].as_bool(), Some(true), "{run}");
+    let (_, polls) = svc
+        .call("GET", &format!("/api/v1/hosts/{id}/polls"), None)
+        .await;
+    assert_eq!(polls, json!([]));
+
+    // The host is this machine: its disk, CPU and swap thresholds would fire or not with the
+    // machine's state. Only memory's, which the test moves, stays on.
+    let (_, thresholds) = svc
+        .call("GET", &format!("/api/v1/hosts/{id}/thresholds"), None)
+        .await;
+    for t in thresholds.as_array().unwrap() {
+        let metric = t["metric"].as_str().unwrap();
+        if metric != "memory.used_pct" {
+            let (status, body) = svc
+                .call(
+                    "PUT",
+                    &format!("/api/v1/hosts/{id}/thresholds/{metric}"),
+                    Some(json!({"warning": t["warning"], "critical": t["critical"], "enabled": false})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    let (status, body) = svc
+        .call(
+            "PATCH",
+            &format!("/api/v1/hosts/{id}"),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Polled every second: history grows.
+    svc.wait_ok_polls(id, 3).await;
     let (_, series) = svc
         .call(
             "GET",
@@ -292,7 +351,7 @@ async fn the_loop_end_to_end_with_restarts() {
         ["fired", "resolved"]
     );
     // Metric alerts neither fired nor resolved while there was no data.
-    assert!(events(&all, "threshold", None).len() == 2, "{all:#?}");
+    assert_eq!(events(&all, "threshold", None).len(), 2, "{all:#?}");
     let ids: Vec<i64> = all.iter().map(|n| n["id"].as_i64().unwrap()).collect();
     assert!(
         ids.windows(2).all(|w| w[0] < w[1]),

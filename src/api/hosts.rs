@@ -392,12 +392,16 @@ impl HostsApi {
         tracing::info!(host_id = view.host.id, name = %view.host.name, by = %auth.0.name, "host registered");
         // Enrollment runs in the background: registration answers at once, the transcript
         // appears at GET /hosts/{id}/enrollment.
-        if let Some(scheduler) = self.0.scheduler.clone() {
+        if let Some(scheduler) = self.0.scheduler.clone()
+            && view.host.enabled
+        {
             // The new host is scheduled and enrolled, then polled, at once.
             self.0.host_changed(view.host.id).await;
             let host_id = view.host.id;
             tokio::spawn(async move { scheduler.poll_now(host_id).await });
         } else if self.0.poller.settings.enroll_on_create {
+            // Without a scheduler, or for a host registered disabled, enrollment only: its key
+            // is pinned and its login tried, but no samples or alerts until it is enabled.
             let poller = self.0.poller.clone();
             let host_id = view.host.id;
             tokio::spawn(async move {
