@@ -33,6 +33,15 @@ const WAL_AUTOCHECKPOINT_PAGES: &str = "10000";
 /// keeps the largest size it ever reached, for instance behind a long read.
 const WAL_SIZE_LIMIT_BYTES: &str = "67108864";
 
+/// Where SQLite keeps its temporary files, among them the statement journal: the copy of every
+/// page a statement changes, kept so that one failing statement can be undone inside its
+/// transaction. The poll writer's multi-row statements write hundreds of kilobytes of it per
+/// batch, past the 64 KiB SQLite holds in memory by default, and it then went to a file in
+/// `/var/tmp` (2.9 writes per poll at 10,000 hosts, counted with strace). In memory, in
+/// alternating runs at 10,000 simulated hosts: SQLite's threads 40, 36 → 33, 27 µs per poll, the
+/// whole poller 150, 175 → 136, 162 µs (the simulator beside it at 8.1, 9.7 → 8.1, 9.2 %).
+const TEMP_STORE: &str = "memory";
+
 /// Opens the database at `url`, creating a SQLite file when needed.
 pub async fn connect(url: &str) -> Result<DatabaseConnection> {
     // PostgreSQL connections may use TLS: the provider must be chosen first.
@@ -49,6 +58,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
                 .busy_timeout(Duration::from_secs(10))
                 .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
                 .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES)
+                .pragma("temp_store", TEMP_STORE)
         });
     if url.starts_with("sqlite:") {
         // One writer at a time is SQLite's rule; a small pool keeps readers concurrent in WAL mode.
@@ -114,5 +124,7 @@ mod tests {
             pragma(&db, "journal_size_limit").await,
             WAL_SIZE_LIMIT_BYTES
         );
+        // 2 is MEMORY.
+        assert_eq!(pragma(&db, "temp_store").await, "2");
     }
 }
