@@ -42,12 +42,9 @@ const PROC_FILES: [(&str, &str); 7] = [
 /// `procfs` section (head(1) over several files, each after a line `==> FILE <==`) is split into
 /// one section per file, named as if each had its own marker.
 pub fn split_sections(text: &str) -> HashMap<&str, &str> {
-    let mut out = split_markers(text, |line| {
-        line.strip_prefix("<<<").and_then(|r| r.strip_suffix(">>>"))
-    });
+    let mut out = split_markers(text, "<<<", ">>>", Some);
     if let Some(proc) = out.remove("procfs") {
-        let files = split_markers(proc, |line| {
-            let path = line.strip_prefix("==> ")?.strip_suffix(" <==")?;
+        let files = split_markers(proc, "==> ", " <==", |path| {
             PROC_FILES
                 .iter()
                 .find(|(file, _)| *file == path)
@@ -58,26 +55,47 @@ pub fn split_sections(text: &str) -> HashMap<&str, &str> {
     out
 }
 
-/// Splits `text` at the lines `marker` names; text before the first marker is dropped.
+/// Splits `text` at its marker lines: a line (without its line ending) that starts with `open`
+/// and ends with `close`, whose middle `name` maps to a section name. Text before the first
+/// marker is dropped.
+///
+/// Markers are found by searching for `open` rather than by looking at every line: a poll's
+/// output is a few kilobytes of short lines and a dozen markers.
 fn split_markers<'a>(
     text: &'a str,
-    marker: impl Fn(&'a str) -> Option<&'a str>,
+    open: &str,
+    close: &str,
+    name: impl Fn(&'a str) -> Option<&'a str>,
 ) -> HashMap<&'a str, &'a str> {
     let mut out = HashMap::new();
     let mut current: Option<(&str, usize)> = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_end_matches(['\n', '\r']);
-        if let Some(name) = marker(trimmed) {
-            if let Some((prev, start)) = current.take() {
-                out.insert(prev, &text[start..offset]);
-            }
-            current = Some((name, offset + line.len()));
+    let mut from = 0;
+    let first = open.chars().next().expect("a marker has an opening");
+    while let Some(found) = text[from..].find(first) {
+        let start = from + found;
+        if !text[start..].starts_with(open) || (start > 0 && text.as_bytes()[start - 1] != b'\n') {
+            from = start + first.len_utf8();
+            continue;
         }
-        offset += line.len();
+        let end = text[start..]
+            .find('\n')
+            .map_or(text.len(), |n| start + n + 1);
+        from = end;
+        let line = text[start..end].trim_end_matches(['\n', '\r']);
+        let Some(section) = line
+            .strip_prefix(open)
+            .and_then(|rest| rest.strip_suffix(close))
+            .and_then(&name)
+        else {
+            continue;
+        };
+        if let Some((prev, body)) = current.take() {
+            out.insert(prev, &text[body..start]);
+        }
+        current = Some((section, end));
     }
-    if let Some((prev, start)) = current {
-        out.insert(prev, &text[start..]);
+    if let Some((prev, body)) = current {
+        out.insert(prev, &text[body..]);
     }
     out
 }

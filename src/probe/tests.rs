@@ -605,6 +605,21 @@ fn as_head_output(marked: &str) -> String {
 }
 
 #[test]
+fn markers_count_only_as_whole_lines() {
+    let text = "banner <<<df>>>\n<<<time>>>\r\n1700000000\n x <<<df>>>\n<<<<nvidia>>>\n<a> << <<<\n<<<df>>>\nlast line";
+    let sections = split_sections(text);
+    let mut names: Vec<&str> = sections.keys().copied().collect();
+    names.sort();
+    assert_eq!(names, ["<nvidia", "df", "time"]);
+    assert_eq!(sections["time"], "1700000000\n x <<<df>>>\n");
+    assert_eq!(sections["<nvidia"], "<a> << <<<\n");
+    assert_eq!(sections["df"], "last line");
+    assert!(split_sections("no markers at all\n").is_empty());
+    // A marker as the very last line, with no line ending, starts an empty section.
+    assert_eq!(split_sections("<<<df>>>")["df"], "");
+}
+
+#[test]
 fn head_output_splits_into_the_same_sections() {
     let marked = probe_output(
         "cpu  100 0 100 800 0 0 0 0\ncpu0 100 0 100 800 0 0 0 0",
