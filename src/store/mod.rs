@@ -40,6 +40,10 @@ const WAL_SIZE_LIMIT_BYTES: &str = "67108864";
 /// `/var/tmp` (2.9 writes per poll at 10,000 hosts, counted with strace). In memory, in
 /// alternating runs at 10,000 simulated hosts: SQLite's threads 40, 36 → 33, 27 µs per poll, the
 /// whole poller 150, 175 → 136, 162 µs (the simulator beside it at 8.1, 9.7 → 8.1, 9.2 %).
+///
+/// Temporary tables and sorts too large for the page cache then stay in memory as well; the
+/// service's queries read in index order with limits and retention deletes in chunks, so none
+/// of them builds one.
 const TEMP_STORE: &str = "memory";
 
 /// Opens the database at `url`, creating a SQLite file when needed.
