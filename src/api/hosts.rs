@@ -54,7 +54,8 @@ pub struct HostCreate {
     /// Create a dedicated `hostwatch` user on enrollment when the login can become root.
     #[oai(default)]
     pub provision: bool,
-    /// Poll this host on its schedule.
+    /// Poll this host on its schedule. A host registered disabled is still enrolled (its host
+    /// key pinned, its login tried) but not polled until it is enabled.
     #[oai(default = "default_true")]
     pub enabled: bool,
 }

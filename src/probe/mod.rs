@@ -59,8 +59,8 @@ pub fn split_sections(text: &str) -> HashMap<&str, &str> {
 /// and ends with `close`, whose middle `name` maps to a section name. Text before the first
 /// marker is dropped.
 ///
-/// Markers are found by searching for `open` rather than by looking at every line: a poll's
-/// output is a few kilobytes of short lines and a dozen markers.
+/// Candidates are found by searching for the first character of `open` rather than by looking
+/// at every line: a poll's output is a few kilobytes of short lines and a dozen markers.
 fn split_markers<'a>(
     text: &'a str,
     open: &str,
