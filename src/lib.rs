@@ -38,13 +38,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// then only count towards RSS for the parts it writes. Measured at 10,000 hosts over 60 s:
 /// 110.6 and 100.7 KiB per host against 116.4 and 115.6 with the default threshold (8 MiB),
 /// CPU per poll within the run-to-run noise (223 and 199 µs against 204 and 213).
-///
-/// One arena for all threads (`narenas:1`; jemalloc's default is four per core): a connection's
-/// buffers are allocated and freed on whichever runtime worker runs it, the writer and SQLite's
-/// threads on their own, and each arena kept its own partly used pages. At 10,000 hosts over a
-/// 60 s window: 101.9 and 101.8 KiB per host at the window's end (88.5, 88.3 at its start)
-/// against 112.6 (93.5) with the default, CPU per poll 149 and 173 µs with the simulator at 8.8
-/// and 10.1 % against 146 at 8.3 %, i.e. no cost that the runs can show on two cores.
 #[cfg(feature = "jemalloc")]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-static MALLOC_CONF: &u8 = &b"oversize_threshold:16384,narenas:1\0"[0];
+static MALLOC_CONF: &u8 = &b"oversize_threshold:16384\0"[0];
