@@ -81,11 +81,7 @@ impl Service {
         self.register(name, port, key, schedule, true).await
     }
 
-    /// Like `add_host`, with `enabled: false`.
-    async fn add_host_disabled(&self, name: &str, port: u16, key: &str, schedule: &str) -> i64 {
-        self.register(name, port, key, schedule, false).await
-    }
-
+    /// Registers a host, enabled or not; returns its id.
     async fn register(
         &self,
         name: &str,
@@ -114,6 +110,21 @@ impl Service {
         polls
             .as_array()
             .map_or(0, |p| p.iter().filter(|p| p["outcome"] == "ok").count())
+    }
+
+    /// Waits for the host's first enrollment run and returns it.
+    async fn wait_enrollment(&self, id: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let (status, run) = self
+                .call("GET", &format!("/api/v1/hosts/{id}/enrollment"), None)
+                .await;
+            if status == StatusCode::OK {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "no enrollment in 40 s: {run}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn wait_ok_polls(&self, id: i64, at_least: usize) {
@@ -175,19 +186,9 @@ async fn the_loop_end_to_end_with_restarts() {
 
     // Registered disabled: enrolled, never polled.
     let id = svc
-        .add_host_disabled("loop", sshd.port, &key, "*/1 * * * * *")
+        .register("loop", sshd.port, &key, "*/1 * * * * *", false)
         .await;
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let run = loop {
-        let (status, run) = svc
-            .call("GET", &format!("/api/v1/hosts/{id}/enrollment"), None)
-            .await;
-        if status == StatusCode::OK {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "no enrollment in 40 s: {run}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let run = svc.wait_enrollment(id).await;
     assert_eq!(run["ok"].as_bool(), Some(true), "{run}");
     let (_, polls) = svc
         .call("GET", &format!("/api/v1/hosts/{id}/polls"), None)
