@@ -3,10 +3,12 @@
 #   A. polls/s against a real OpenSSH sshd on loopback: hostwatch's poller vs `ssh` subprocesses
 #      (a new connection per poll) vs `sh` locally (the floor);
 #   B. a simulated fleet (src/bin/fleetsim.rs) of 100, 1,000 and 10,000 hosts on a 10 s schedule:
-#      polls on time / late / missed, latency, CPU, memory, samples written.
+#      polls on time / late / missed, latency, CPU, memory, samples written;
+#   C. the 10,000-host fleet as bare SSH connections (no parse, store or scheduler): what the
+#      connection alone costs in memory and CPU.
 # Usage: scripts/bench.sh [--quick]   (--quick: shorter windows, up to 1,000 hosts)
-# Needs root (it creates the user hwbench for sshd). Takes about 6 minutes after a release build
-# (a cold one took 7.5 minutes on the 2-core machine).
+# Needs root (it creates the user hwbench for sshd). Takes about 10 minutes after a release build
+# (a cold one adds about 4 minutes on the 2-core machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=${1:-}
@@ -71,6 +73,12 @@ for n in $sizes; do
   # the pages of the per-host indexes, which flattered the CPU per poll by ~15 % at 10,000 hosts.
   ./target/release/bench b --hosts "$n" --sim ./target/release/fleetsim --seconds "$window" --history-minutes 60
 done
+if [ "$quick" != "--quick" ]; then
+  echo
+  # The largest fleet once more as bare SSH connections: how much of B's memory and CPU per
+  # host is the connection itself.
+  ./target/release/bench c --hosts 10000 --sim ./target/release/fleetsim --seconds $((seconds * 3 / 2))
+fi
 echo
 echo "targets (2 cores): A >= 10x ssh and >= 0.5x local sh; B at 10,000 hosts >= 99.9 % on time,"
 echo "CPU <= 100 % of one core, <= 200 us CPU per poll, RSS <= 100 KiB per host"

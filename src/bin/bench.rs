@@ -9,6 +9,10 @@
 //!   a simulated fleet on a 10 s schedule: polls on time / late / missed, latency, CPU, memory,
 //!   samples written; `--history-minutes` first gives each host that much past history (polls
 //!   with empty sample sets), so the database is not a young one.
+//! `bench c --hosts N --sim PATH [--base-port 20000] [--seconds 60]`
+//!   the same simulated fleet as bare SSH connections (hostwatch's client on russh running the
+//!   probe every 10 s, with no parse, store or scheduler): CPU per run and RSS per connection,
+//!   the part of `b`'s figures that is the connection itself.
 
 use std::{
     process::Stdio,
@@ -26,6 +30,7 @@ use hostwatch::{
     poller::PollerSettings,
     probe::PROBE_SCRIPT,
     scheduler::{self, PollScheduler},
+    ssh::client::{self, Auth, HostKeyPolicy, Target},
     store::{
         self,
         hosts::{NewCredential, NewHost},
@@ -358,25 +363,21 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn part_b(args: &[String]) {
-    let hosts: usize = arg(args, "--hosts", 100);
-    let base: u16 = arg(args, "--base-port", 20_000);
-    let seconds: u64 = arg(args, "--seconds", 60);
-    let sim = arg_str(args, "--sim");
-    let max_concurrent: usize = arg(args, "--max-concurrent-polls", 128);
-    let history_minutes: u64 = arg(args, "--history-minutes", 0);
-    const PERIOD_MS: i64 = 10_000;
-    let files = hostwatch::app::raise_fd_limit(hosts as u64 * 2 + 4096);
-
-    let dir = tempfile::tempdir().expect("temp dir");
-    // Each simulated host holds a listener and a connection: split the fleet over processes so
-    // each stays within its open-file limit.
+/// Starts `hosts` simulated hosts on consecutive ports from `base`, split over processes so
+/// each stays within its open-file limit (each simulated host holds a listener and a
+/// connection); returns once all listen.
+async fn start_fleet(
+    dir: &std::path::Path,
+    sim: &str,
+    hosts: usize,
+    base: u16,
+) -> Vec<tokio::process::Child> {
     const PER_SIM: usize = 4000;
     let mut sims = Vec::new();
     for (k, start) in (0..hosts).step_by(PER_SIM).enumerate() {
         let count = PER_SIM.min(hosts - start);
-        let ready = dir.path().join(format!("sim{k}.ready"));
-        let mut child = tokio::process::Command::new(&sim)
+        let ready = dir.join(format!("sim{k}.ready"));
+        let mut child = tokio::process::Command::new(sim)
             .args([
                 "--hosts",
                 &count.to_string(),
@@ -397,6 +398,21 @@ async fn part_b(args: &[String]) {
         }
         sims.push(child);
     }
+    sims
+}
+
+async fn part_b(args: &[String]) {
+    let hosts: usize = arg(args, "--hosts", 100);
+    let base: u16 = arg(args, "--base-port", 20_000);
+    let seconds: u64 = arg(args, "--seconds", 60);
+    let sim = arg_str(args, "--sim");
+    let max_concurrent: usize = arg(args, "--max-concurrent-polls", 128);
+    let history_minutes: u64 = arg(args, "--history-minutes", 0);
+    const PERIOD_MS: i64 = 10_000;
+    let files = hostwatch::app::raise_fd_limit(hosts as u64 * 2 + 4096);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sims = start_fleet(dir.path(), &sim, hosts, base).await;
 
     let setup = Instant::now();
     let st = state(dir.path(), Duration::from_secs(10)).await;
@@ -550,6 +566,96 @@ async fn part_b(args: &[String]) {
     }
 }
 
+/// `bench c`: the simulated fleet held by bare SSH connections, hostwatch's client on russh
+/// with no parse, store or scheduler: what a connection costs by itself, to set against `b`'s
+/// RSS per host.
+async fn part_c(args: &[String]) {
+    let hosts: usize = arg(args, "--hosts", 100);
+    let base: u16 = arg(args, "--base-port", 20_000);
+    let seconds: u64 = arg(args, "--seconds", 60);
+    let sim = arg_str(args, "--sim");
+    const PERIOD: Duration = Duration::from_secs(10);
+    hostwatch::app::raise_fd_limit(hosts as u64 * 2 + 4096);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sims = start_fleet(dir.path(), &sim, hosts, base).await;
+
+    let (rss_before, _) = rss_kib();
+    let password = Arc::new(Zeroizing::new("sim".to_string()));
+    let dials = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut connecting = tokio::task::JoinSet::new();
+    for i in 0..hosts {
+        let target = Target {
+            address: "127.0.0.1".into(),
+            port: base + i as u16,
+            username: "monitor".into(),
+            auth: Auth::Password(password.clone()),
+            host_key: HostKeyPolicy::AnyKey,
+        };
+        let dials = dials.clone();
+        connecting.spawn(async move {
+            let _permit = dials.acquire().await.expect("open");
+            (i, client::connect(&target, true).await)
+        });
+    }
+    let mut sessions: Vec<Option<Arc<client::Session>>> = (0..hosts).map(|_| None).collect();
+    while let Some(joined) = connecting.join_next().await {
+        let (i, session) = joined.expect("dial task");
+        sessions[i] = Some(Arc::new(session.expect("connect")));
+    }
+    let sessions: Vec<Arc<client::Session>> = sessions.into_iter().flatten().collect();
+
+    // Each connection runs the probe once per period, in one of twenty slots of it as the
+    // scheduler does, each run in a task of its own.
+    const SLOTS: usize = 20;
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let run_all = |until: Instant| {
+        let (sessions, ok, failed) = (sessions.clone(), ok.clone(), failed.clone());
+        async move {
+            let mut tick = tokio::time::interval(PERIOD / SLOTS as u32);
+            let mut slot = 0;
+            while Instant::now() < until {
+                tick.tick().await;
+                for session in sessions.iter().skip(slot).step_by(SLOTS) {
+                    let (session, ok, failed) = (session.clone(), ok.clone(), failed.clone());
+                    tokio::spawn(async move {
+                        match session.run_script(PROBE_SCRIPT.as_bytes(), 1 << 20).await {
+                            Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    });
+                }
+                slot = (slot + 1) % SLOTS;
+            }
+        }
+    };
+    // Two periods to settle, then the window.
+    run_all(Instant::now() + 2 * PERIOD).await;
+    let (rss_start, _) = rss_kib();
+    let (ok0, failed0) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let cpu0 = cpu_seconds();
+    run_all(Instant::now() + Duration::from_secs(seconds)).await;
+    let cpu1 = cpu_seconds();
+    let (rss_end, _) = rss_kib();
+    let polls = ok.load(Ordering::Relaxed) - ok0;
+    let failures = failed.load(Ordering::Relaxed) - failed0;
+    let per_host = |rss: u64| rss.saturating_sub(rss_before) as f64 / hosts as f64;
+    println!(
+        "C. bare SSH connections (hostwatch's client on russh, no parse, store or scheduler): {hosts} hosts, the probe every 10 s, {seconds} s window"
+    );
+    println!("   probe runs {polls}, failed {failures}");
+    println!(
+        "   CPU {:.0} us per run, RSS per connection {:.1} KiB at the window's end ({:.1} KiB at its start)",
+        (cpu1 - cpu0) * 1e6 / polls.max(1) as f64,
+        per_host(rss_end),
+        per_host(rss_start)
+    );
+    drop(sessions);
+    for mut s in sims {
+        let _ = s.kill().await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -562,8 +668,11 @@ async fn main() {
     match args.get(1).map(String::as_str) {
         Some("a") => part_a(&args).await,
         Some("b") => part_b(&args).await,
+        Some("c") => part_c(&args).await,
         _ => {
-            eprintln!("usage: bench a --port P --user U --key FILE | bench b --hosts N --sim PATH")
+            eprintln!(
+                "usage: bench a --port P --user U --key FILE | bench b --hosts N --sim PATH | bench c --hosts N --sim PATH"
+            )
         }
     }
 }
