@@ -63,12 +63,13 @@ for _ in $(seq 50); do [ -f "$work/sshd.pid" ] && break; sleep 0.1; done
 
 echo
 ./target/release/bench a --port "$port" --user hwbench --key "$work/id" --parallel 8 --seconds 20 --rounds 5
+long_window=$((seconds * 3 / 2))
 for n in $sizes; do
   echo
   # At 10,000 hosts memory levels off only after each host's first ~12 polls: a longer window
   # makes the RSS figure the steady one.
   window=$seconds
-  if [ "$n" -ge 10000 ]; then window=$((seconds * 3 / 2)); fi
+  if [ "$n" -ge 10000 ]; then window=$long_window; fi
   # An hour of past polls per host first: in an empty database the hosts of a start slot share
   # the pages of the per-host indexes, which flattered the CPU per poll by ~15 % at 10,000 hosts.
   ./target/release/bench b --hosts "$n" --sim ./target/release/fleetsim --seconds "$window" --history-minutes 60
@@ -77,7 +78,7 @@ if [ "$quick" != "--quick" ]; then
   echo
   # The largest fleet once more as bare SSH connections: how much of B's memory and CPU per
   # host is the connection itself.
-  ./target/release/bench c --hosts 10000 --sim ./target/release/fleetsim --seconds $((seconds * 3 / 2))
+  ./target/release/bench c --hosts 10000 --sim ./target/release/fleetsim --seconds "$long_window"
 fi
 echo
 echo "targets (2 cores): A >= 10x ssh and >= 0.5x local sh; B at 10,000 hosts >= 99.9 % on time,"

@@ -566,6 +566,35 @@ async fn part_b(args: &[String]) {
     }
 }
 
+/// bench c's schedule: every connection runs the probe this often.
+const PROBE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Runs the probe on each of `sessions` once per [`PROBE_PERIOD`] until `until`, in one of twenty slots of
+/// the period as the scheduler does, each run in a task of its own; counts the outcomes.
+async fn run_probes(
+    sessions: &[Arc<client::Session>],
+    until: Instant,
+    ok: &Arc<AtomicU64>,
+    failed: &Arc<AtomicU64>,
+) {
+    const SLOTS: usize = 20;
+    let mut tick = tokio::time::interval(PROBE_PERIOD / SLOTS as u32);
+    let mut slot = 0;
+    while Instant::now() < until {
+        tick.tick().await;
+        for session in sessions.iter().skip(slot).step_by(SLOTS) {
+            let (session, ok, failed) = (session.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                match session.run_script(PROBE_SCRIPT.as_bytes(), 1 << 20).await {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            });
+        }
+        slot = (slot + 1) % SLOTS;
+    }
+}
+
 /// `bench c`: the simulated fleet held by bare SSH connections, hostwatch's client on russh
 /// with no parse, store or scheduler: what a connection costs by itself, to set against `b`'s
 /// RSS per host.
@@ -574,7 +603,6 @@ async fn part_c(args: &[String]) {
     let base: u16 = arg(args, "--base-port", 20_000);
     let seconds: u64 = arg(args, "--seconds", 60);
     let sim = arg_str(args, "--sim");
-    const PERIOD: Duration = Duration::from_secs(10);
     hostwatch::app::raise_fd_limit(hosts as u64 * 2 + 4096);
     let dir = tempfile::tempdir().expect("temp dir");
     let sims = start_fleet(dir.path(), &sim, hosts, base).await;
@@ -604,37 +632,20 @@ async fn part_c(args: &[String]) {
     }
     let sessions: Vec<Arc<client::Session>> = sessions.into_iter().flatten().collect();
 
-    // Each connection runs the probe once per period, in one of twenty slots of it as the
-    // scheduler does, each run in a task of its own.
-    const SLOTS: usize = 20;
     let ok = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let run_all = |until: Instant| {
-        let (sessions, ok, failed) = (sessions.clone(), ok.clone(), failed.clone());
-        async move {
-            let mut tick = tokio::time::interval(PERIOD / SLOTS as u32);
-            let mut slot = 0;
-            while Instant::now() < until {
-                tick.tick().await;
-                for session in sessions.iter().skip(slot).step_by(SLOTS) {
-                    let (session, ok, failed) = (session.clone(), ok.clone(), failed.clone());
-                    tokio::spawn(async move {
-                        match session.run_script(PROBE_SCRIPT.as_bytes(), 1 << 20).await {
-                            Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                        };
-                    });
-                }
-                slot = (slot + 1) % SLOTS;
-            }
-        }
-    };
     // Two periods to settle, then the window.
-    run_all(Instant::now() + 2 * PERIOD).await;
+    run_probes(&sessions, Instant::now() + 2 * PROBE_PERIOD, &ok, &failed).await;
     let (rss_start, _) = rss_kib();
     let (ok0, failed0) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     let cpu0 = cpu_seconds();
-    run_all(Instant::now() + Duration::from_secs(seconds)).await;
+    run_probes(
+        &sessions,
+        Instant::now() + Duration::from_secs(seconds),
+        &ok,
+        &failed,
+    )
+    .await;
     let cpu1 = cpu_seconds();
     let (rss_end, _) = rss_kib();
     let polls = ok.load(Ordering::Relaxed) - ok0;
