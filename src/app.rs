@@ -1,5 +1,5 @@
-//! Start-up and shutdown: data directory, master key, database, first admin token, and the HTTP
-//! server with a graceful stop on SIGINT/SIGTERM.
+//! The `serve` command and what other commands share: data directory, master key, database,
+//! first admin token, and the HTTP server, which stops with the service on SIGINT/SIGTERM.
 
 use std::{future::Future, net::SocketAddr, path::Path};
 
@@ -10,12 +10,12 @@ use poem::{
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    api::{self, AppState},
+    api,
     config::{ServeArgs, StorageArgs},
     crypto::{self, SecretBox},
     error::{Error, Result},
     poller::PollerSettings,
-    scheduler::PollScheduler,
+    services::Services,
     store::{self, tokens},
 };
 
@@ -107,7 +107,7 @@ pub struct Running {
 /// Starts the HTTP server on `listen`; it stops gracefully when `shutdown` resolves.
 pub async fn start(
     listen: SocketAddr,
-    state: AppState,
+    state: Services,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running> {
     let acceptor = TcpListener::bind(listen)
@@ -151,32 +151,6 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Deletes history older than `retention`, now and then every ten minutes, until `stop`.
-pub async fn retention_loop(
-    db: DatabaseConnection,
-    retention: std::time::Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
-    loop {
-        tokio::select! {
-            _ = every.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let cutoff = store::now_ms() - retention.as_millis() as i64;
-        match store::retention::purge(&db, cutoff).await {
-            Ok(p) if p != Default::default() => tracing::info!(
-                samples = p.samples,
-                polls = p.polls,
-                url_results = p.url_results,
-                "retention purge"
-            ),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "retention purge failed"),
-        }
-    }
-}
-
 /// `hostwatch serve`.
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let files = raise_fd_limit(65_536);
@@ -189,33 +163,26 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         unreachable_after: args.unreachable_after,
         ..Default::default()
     };
-    let mut state = AppState::new(db.clone(), secrets, settings);
-    let poller = state.poller.clone();
-    let scheduler = PollScheduler::start(
-        state.poller.clone(),
-        state.url_checks.clone(),
-        args.max_concurrent_polls,
+    let services = Services::start(db, secrets, settings);
+    services.run_scheduler(args.max_concurrent_polls).await?;
+    services.run_delivery();
+    services.run_retention(args.retention);
+    let stop = services.stop_token();
+    let running = start(
+        args.listen,
+        services.clone(),
+        stop.clone().cancelled_owned(),
     )
     .await?;
-    state.scheduler = Some(scheduler.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let retention = tokio::spawn(retention_loop(db.clone(), args.retention, stop_rx.clone()));
-    let delivery = tokio::spawn(state.delivery.clone().run(stop_rx));
-
-    let running = start(args.listen, state, shutdown_signal()).await?;
     tracing::info!(addr = %running.addr, "listening; Swagger UI at http://{}/docs", running.addr);
-    let served = running.task.await;
-    scheduler.shutdown().await;
-    match poller.flush_newest().await {
-        Ok(rows) => tracing::info!(rows, "latest snapshots written"),
-        Err(e) => tracing::error!(error = %e, "could not write the latest snapshots"),
+    tokio::select! {
+        () = shutdown_signal() => {}
+        () = stop.cancelled() => {}
     }
-    let _ = stop_tx.send(true);
-    let _ = retention.await;
-    let _ = delivery.await;
+    stop.cancel();
+    let served = running.task.await;
+    services.shutdown().await?;
     served
-        .map_err(|e| Error::io("server task", std::io::Error::other(e)))?
-        .map_err(|e| Error::io("serving", e))?;
-    db.close().await?;
-    Ok(())
+        .map_err(|e| Error::Internal(format!("the HTTP server task failed: {e}")))?
+        .map_err(|e| Error::io("serving", e))
 }

@@ -42,7 +42,7 @@ impl SecretBox {
     pub fn load(configured: Option<&str>, data_dir: &Path) -> Result<Self> {
         if let Some(text) = configured {
             let key = parse_key(text).map_err(|reason| {
-                Error::Crypto(format!("HOSTWATCH_MASTER_KEY is not usable: {reason}"))
+                Error::Secret(format!("HOSTWATCH_MASTER_KEY is not usable: {reason}"))
             })?;
             return Ok(Self::new(&key));
         }
@@ -50,7 +50,7 @@ impl SecretBox {
         match fs::read_to_string(&path) {
             Ok(text) => {
                 let key = parse_key(text.trim()).map_err(|reason| {
-                    Error::Crypto(format!("{} is not usable: {reason}", path.display()))
+                    Error::Secret(format!("{} is not usable: {reason}", path.display()))
                 })?;
                 Ok(Self::new(&key))
             }
@@ -78,7 +78,7 @@ impl SecretBox {
                     aad: purpose.as_bytes(),
                 },
             )
-            .map_err(|_| Error::Crypto("encryption failed".into()))?;
+            .map_err(|_| Error::Secret("encryption failed".into()))?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
         out.push(VERSION);
         out.extend_from_slice(&nonce);
@@ -89,7 +89,7 @@ impl SecretBox {
     /// Decrypts what [`SecretBox::seal`] made for the same `purpose`.
     pub fn open(&self, purpose: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         if sealed.len() < 1 + NONCE_LEN || sealed[0] != VERSION {
-            return Err(Error::Crypto(format!("{purpose}: not a sealed value")));
+            return Err(Error::Secret(format!("{purpose}: not a sealed value")));
         }
         let (nonce, body) = sealed[1..].split_at(NONCE_LEN);
         self.cipher
@@ -102,7 +102,7 @@ impl SecretBox {
             )
             .map(Zeroizing::new)
             .map_err(|_| {
-                Error::Crypto(format!(
+                Error::Secret(format!(
                     "{purpose}: cannot decrypt (was the master key changed since it was stored?)"
                 ))
             })
@@ -118,7 +118,7 @@ impl SecretBox {
         let bytes = self.open(purpose, sealed)?;
         String::from_utf8(bytes.to_vec())
             .map(Zeroizing::new)
-            .map_err(|_| Error::Crypto(format!("{purpose}: decrypted value is not UTF-8")))
+            .map_err(|_| Error::Secret(format!("{purpose}: decrypted value is not UTF-8")))
     }
 }
 

@@ -25,9 +25,25 @@ pub enum Error {
     /// The token may read but not write.
     #[error("this token is read-only")]
     ReadOnly,
-    /// A secret could not be encrypted or decrypted (wrong master key, corrupt data).
+    /// A secret could not be sealed or opened: a wrong or unusable master key, a value sealed
+    /// by another key or for another purpose, a key that cannot be generated or decoded.
     #[error("secret store: {0}")]
-    Crypto(String),
+    Secret(String),
+    /// Something stored cannot be read back (JSON written by hand, a value out of range).
+    #[error("stored {what} is unreadable: {reason}")]
+    StoredData { what: String, reason: String },
+    /// TLS could not be set up (the crypto provider or the root store).
+    #[error("TLS set-up: {0}")]
+    Tls(String),
+    /// The job scheduler refused a change or failed.
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
+    /// The probe run on this machine (`hostwatch probe`) failed.
+    #[error("probe: {0}")]
+    Probe(String),
+    /// Something hostwatch relies on did not hold (a bug, or a task that stopped).
+    #[error("internal: {0}")]
+    Internal(String),
     /// A database failure.
     #[error("database: {0}")]
     Db(#[from] DbErr),
@@ -45,6 +61,14 @@ impl Error {
         Self::Invalid {
             field,
             reason: reason.into(),
+        }
+    }
+
+    /// Stored data that cannot be read back.
+    pub fn stored(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::StoredData {
+            what: what.into(),
+            reason: reason.to_string(),
         }
     }
 

@@ -1,21 +1,28 @@
 //! hostwatch: agentless SSH monitoring for Linux fleets.
 //!
-//! One module per stage of the data flow (see `DESIGN.md`): `api` serves the REST surface,
-//! `store` holds the queries, `alerts` the pure alert rules, `ssh` the key handling, and `app`
-//! wires them into the running service.
+//! One module per stage of the data flow (`docs/architecture.md` draws it):
+//! `scheduler` starts polls, `poller` reaches hosts over `ssh` and runs the `probe`, whose
+//! pure parsers turn output into a snapshot; the poller's writer stores it through `store`, the
+//! only module that speaks SQL, in the same transaction as the alert changes the pure
+//! `alerts` evaluator decides; `delivery` sends the notifications over each `channel`;
+//! `urlcheck` checks URLs. `registry` is the one place that changes hosts and checks;
+//! `services` builds every part once and owns their shutdown; `api` serves it all over HTTP
+//! and `app` runs it as the `serve` command. Pure modules (`probe`, `alerts`, `channel`) import
+//! no I/O: `tests/architecture.rs` keeps that, and the absence of import cycles, true.
 
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod channel;
 pub mod config;
 pub mod crypto;
 pub mod delivery;
-pub mod enroll;
 pub mod error;
-pub mod evaluator;
 pub mod poller;
 pub mod probe;
+pub mod registry;
 pub mod scheduler;
+pub mod services;
 pub mod ssh;
 pub mod store;
 pub mod urlcheck;

@@ -11,24 +11,21 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    sync::{
-        Arc, Mutex, Weak,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex, Weak},
     time::Duration,
 };
 
 use croner::parser::{CronParser, Seconds};
-use entity::{host, poll, url_check};
-use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use sea_orm::DatabaseConnection;
 use tokio::sync::Semaphore;
 use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
 use crate::{
     error::{Error, Result},
     poller::{PollError, Poller},
-    store::now_ms,
+    store::{self, now_ms},
     urlcheck::service::UrlCheckService,
 };
 
@@ -154,8 +151,13 @@ pub struct PollScheduler {
     jobs: tokio::sync::Mutex<Jobs>,
     running: Arc<Mutex<HashSet<JobKey>>>,
     permits: Arc<Semaphore>,
-    /// Set by [`PollScheduler::shutdown`]: slots still waiting in the period start nothing.
-    stopped: AtomicBool,
+    /// Cancelled by [`PollScheduler::shutdown`] (or by the service's shutdown): slots still
+    /// waiting in the period start nothing.
+    stop: CancellationToken,
+    /// The polls and checks started, so shutdown can wait for those in flight.
+    runs: TaskTracker,
+    /// The other tasks it spawns (waiting slots, overrun records).
+    tasks: TaskTracker,
     me: Weak<PollScheduler>,
 }
 
@@ -169,43 +171,42 @@ impl std::fmt::Debug for PollScheduler {
     }
 }
 
-fn sched_err(e: tokio_cron_scheduler::JobSchedulerError) -> Error {
-    Error::io("scheduler", std::io::Error::other(e.to_string()))
-}
-
 impl PollScheduler {
-    /// Starts the scheduler with a job for every enabled host and URL check.
+    /// Starts the scheduler with a job for every enabled host and URL check. It stops when
+    /// `stop` is cancelled (and [`PollScheduler::shutdown`] waits for the runs in flight); the
+    /// tasks it spawns besides the runs go on `tasks`.
     pub async fn start(
         poller: Arc<Poller>,
         url_checks: Arc<UrlCheckService>,
         max_concurrent_polls: usize,
+        stop: CancellationToken,
+        tasks: TaskTracker,
     ) -> Result<Arc<Self>> {
         // The scheduler fans ticks out over a broadcast channel; with its default size (200) a
         // fleet of thousands of jobs overflows it and ticks are lost ("Lagged").
-        let sched = JobScheduler::new_with_channel_size(SCHEDULER_CHANNEL)
-            .await
-            .map_err(sched_err)?;
-        sched.start().await.map_err(sched_err)?;
+        let sched = JobScheduler::new_with_channel_size(SCHEDULER_CHANNEL).await?;
+        sched.start().await?;
+        let db = poller.db().clone();
         let this = Arc::new_cyclic(|me| Self {
             sched,
             poller,
             url_checks,
             jobs: Default::default(),
             running: Default::default(),
-            stopped: AtomicBool::new(false),
+            stop,
             permits: Arc::new(Semaphore::new(max_concurrent_polls.max(1))),
+            runs: TaskTracker::new(),
+            tasks,
             me: me.clone(),
         });
-        let hosts = host::Entity::find().all(&this.poller.db).await?;
-        let checks = url_check::Entity::find().all(&this.poller.db).await?;
+        let hosts = store::hosts::schedules(&db).await?;
+        let checks = store::url_checks::schedules(&db).await?;
         let (host_count, check_count) = (hosts.len(), checks.len());
-        for h in hosts {
-            this.apply(JobKey::Host(h.id), h.enabled, &h.schedule)
-                .await?;
+        for (id, enabled, schedule) in hosts {
+            this.apply(JobKey::Host(id), enabled, &schedule).await?;
         }
-        for c in checks {
-            this.apply(JobKey::UrlCheck(c.id), c.enabled, &c.schedule)
-                .await?;
+        for (id, enabled, schedule) in checks {
+            this.apply(JobKey::UrlCheck(id), enabled, &schedule).await?;
         }
         tracing::info!(
             hosts = host_count,
@@ -217,25 +218,21 @@ impl PollScheduler {
 
     /// Brings a job in line with its row: added, re-scheduled, or removed (deleted or disabled).
     pub async fn sync(&self, key: JobKey) -> Result<()> {
+        let db = self.poller.db();
         let row = match key {
-            JobKey::Host(id) => host::Entity::find_by_id(id)
-                .one(&self.poller.db)
+            JobKey::Host(id) => store::hosts::find(db, id)
                 .await?
                 .map(|h| (h.enabled, h.schedule)),
-            JobKey::UrlCheck(id) => url_check::Entity::find_by_id(id)
-                .one(&self.poller.db)
-                .await?
-                .map(|c| (c.enabled, c.schedule)),
+            JobKey::UrlCheck(id) => match store::url_checks::get(db, id).await {
+                Ok(c) => Some((c.enabled, c.schedule)),
+                Err(Error::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            },
         };
         match row {
             Some((enabled, schedule)) => self.apply(key, enabled, &schedule).await,
             None => self.remove(key).await,
         }
-    }
-
-    /// Brings a host's job in line with its row.
-    pub async fn sync_host(&self, host_id: i64) -> Result<()> {
-        self.sync(JobKey::Host(host_id)).await
     }
 
     async fn apply(&self, key: JobKey, enabled: bool, schedule: &str) -> Result<()> {
@@ -256,32 +253,12 @@ impl PollScheduler {
             let job = Job::new_async(schedule, move |_, _| {
                 let (me, due) = (me.clone(), due.clone());
                 Box::pin(async move {
-                    // One waiting task per start slot, not one per member: a member's poll task
-                    // (several KiB) exists only from its slot on.
-                    let mut slots: BTreeMap<Duration, Vec<JobKey>> = BTreeMap::new();
-                    for (key, offset) in due.lock().expect("not poisoned").iter() {
-                        slots.entry(*offset).or_default().push(*key);
-                    }
-                    for (offset, keys) in slots {
-                        let (me, due) = (me.clone(), due.clone());
-                        tokio::spawn(async move {
-                            tokio::time::sleep(offset).await;
-                            let Some(me) = me.upgrade() else { return };
-                            if me.stopped.load(Ordering::Relaxed) {
-                                return;
-                            }
-                            // Not those removed, disabled or moved to another schedule since the
-                            // tick (the loop does not await: the slot starts as one step).
-                            let members = due.lock().expect("not poisoned");
-                            for key in keys.into_iter().filter(|k| members.contains_key(k)) {
-                                me.tick(key, false);
-                            }
-                        });
+                    if let Some(me) = me.upgrade() {
+                        me.start_slots(&due);
                     }
                 })
-            })
-            .map_err(sched_err)?;
-            let id = self.sched.add(job).await.map_err(sched_err)?;
+            })?;
+            let id = self.sched.add(job).await?;
             jobs.groups
                 .insert(schedule.to_owned(), Group { job: id, members });
         }
@@ -292,6 +269,31 @@ impl PollScheduler {
             .insert(key, offset);
         jobs.schedule_of.insert(key, schedule.to_owned());
         Ok(())
+    }
+
+    /// A group's tick: one waiting task per start slot, not one per member (a member's poll
+    /// task, several KiB, exists only from its slot on).
+    fn start_slots(&self, due: &Arc<Mutex<HashMap<JobKey, Duration>>>) {
+        let mut slots: BTreeMap<Duration, Vec<JobKey>> = BTreeMap::new();
+        for (key, offset) in due.lock().expect("not poisoned").iter() {
+            slots.entry(*offset).or_default().push(*key);
+        }
+        for (offset, keys) in slots {
+            let (me, due, stop) = (self.me.clone(), due.clone(), self.stop.clone());
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    () = tokio::time::sleep(offset) => {}
+                    () = stop.cancelled() => return,
+                }
+                let Some(me) = me.upgrade() else { return };
+                // Not those removed, disabled or moved to another schedule since the tick (the
+                // loop does not await: the slot starts as one step).
+                let members = due.lock().expect("not poisoned");
+                for key in keys.into_iter().filter(|k| members.contains_key(k)) {
+                    me.tick(key, false);
+                }
+            });
+        }
     }
 
     /// Takes a key out of its schedule's group; the group's job goes with its last member.
@@ -305,7 +307,7 @@ impl PollScheduler {
             members.is_empty()
         });
         if empty && let Some(group) = jobs.groups.remove(&schedule) {
-            self.sched.remove(&group.job).await.map_err(sched_err)?;
+            self.sched.remove(&group.job).await?;
         }
         Ok(())
     }
@@ -318,13 +320,8 @@ impl PollScheduler {
 
     /// Runs a job as soon as a slot is free (a new host is enrolled, then polled), through the
     /// same overlap guard as scheduled runs.
-    pub async fn run_now(&self, key: JobKey) {
+    pub fn run_now(&self, key: JobKey) {
         self.tick(key, true);
-    }
-
-    /// Polls a host as soon as a slot is free.
-    pub async fn poll_now(&self, host_id: i64) {
-        self.run_now(JobKey::Host(host_id)).await;
     }
 
     /// How many jobs are scheduled.
@@ -333,11 +330,15 @@ impl PollScheduler {
     }
 
     fn tick(&self, key: JobKey, force: bool) {
+        if self.stop.is_cancelled() {
+            return;
+        }
         if !self.running.lock().expect("not poisoned").insert(key) {
             match key {
                 // Not awaited: a group's tick goes on to the other members at once.
                 JobKey::Host(host_id) => {
-                    tokio::spawn(record_overrun(self.poller.db.clone(), host_id));
+                    self.tasks
+                        .spawn(record_overrun(self.poller.db().clone(), host_id));
                 }
                 JobKey::UrlCheck(id) => {
                     tracing::warn!(url_check_id = id, "URL check still running; tick skipped")
@@ -352,7 +353,7 @@ impl PollScheduler {
         let poller = self.poller.clone();
         let url_checks = self.url_checks.clone();
         let permits = self.permits.clone();
-        tokio::spawn(async move {
+        self.runs.spawn(async move {
             let _guard = guard;
             let Ok(permit) = permits.acquire_owned().await else {
                 return;
@@ -374,30 +375,28 @@ impl PollScheduler {
         });
     }
 
-    /// Stops scheduling (runs in flight finish on their own deadlines).
+    /// Stops scheduling and waits for the polls and checks in flight, which end by their own
+    /// deadlines.
     pub async fn shutdown(&self) {
-        self.stopped.store(true, Ordering::Relaxed);
+        self.stop.cancel();
         let mut sched = self.sched.clone();
         if let Err(e) = sched.shutdown().await {
             tracing::warn!(error = %e, "scheduler shutdown");
         }
+        self.runs.close();
+        if !self.runs.is_empty() {
+            tracing::info!(
+                runs = self.runs.len(),
+                "waiting for the polls and checks in flight"
+            );
+        }
+        self.runs.wait().await;
     }
 }
 
 /// Records a skipped tick of a host whose previous poll was still running.
-async fn record_overrun(db: sea_orm::DatabaseConnection, host_id: i64) {
-    let row = poll::ActiveModel {
-        host_id: Set(host_id),
-        started_at: Set(now_ms()),
-        duration_ms: Set(0),
-        outcome: Set("skipped_overrun".into()),
-        error_kind: Set(Some("overrun".into())),
-        error: Set(Some(
-            "the previous poll was still running; this tick was skipped".into(),
-        )),
-        ..Default::default()
-    };
-    if let Err(e) = row.insert(&db).await {
+async fn record_overrun(db: DatabaseConnection, host_id: i64) {
+    if let Err(e) = store::polls::write_overrun(&db, host_id, now_ms()).await {
         tracing::warn!(host_id, error = %e, "could not record an overrun");
     }
 }

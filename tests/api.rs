@@ -5,7 +5,10 @@
 mod common;
 
 use common::{Backend, TestApp, assert_error, ssh_keygen};
-use entity::{host, host_credential, host_label, threshold};
+use entity::{
+    host, host_credential, host_label, threshold,
+    types::{AlertKind, Event, Level},
+};
 use hostwatch::store::notifications::{self, NewNotification};
 use poem::http::StatusCode;
 use sea_orm::{EntityTrait, PaginatorTrait};
@@ -675,20 +678,21 @@ async fn notify(app: &TestApp, host_id: i64, level: &str, title: &str) -> i64 {
         app.db(),
         NewNotification {
             host_id: Some(host_id),
-            kind: "threshold".into(),
             metric: Some("cpu.usage_pct".into()),
-            level: level.into(),
-            state: "firing".into(),
             value: Some(97.0),
             threshold: Some(90.0),
-            title: title.into(),
-            message: format!("{title} on host {host_id}"),
-            ..Default::default()
+            ..NewNotification::new(
+                AlertKind::Threshold,
+                Level::parse(level).unwrap(),
+                Event::Fired,
+                title,
+                format!("{title} on host {host_id}"),
+            )
         },
     )
     .await
     .unwrap();
-    app.state.notifications.published(n.id);
+    app.state.hub.published(n.id);
     n.id
 }
 

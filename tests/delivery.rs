@@ -10,11 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use entity::types::{AlertKind, Event, Level};
 use hostwatch::{
-    api::{self, AppState},
+    api,
     crypto::SecretBox,
     delivery::worker::DeliverySettings,
     poller::PollerSettings,
+    services::Services,
     store::{
         self,
         notifications::{self, NewNotification},
@@ -29,7 +31,6 @@ use poem::{
     test::TestClient,
 };
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 /// A request the receiver got.
 #[derive(Debug, Clone)]
@@ -181,11 +182,9 @@ fn fast() -> DeliverySettings {
 
 /// hostwatch's API and delivery worker over a data directory that outlives them.
 struct Service {
-    state: AppState,
+    state: Services,
     client: TestClient<BoxEndpoint<'static, Response>>,
     token: String,
-    stop: watch::Sender<bool>,
-    worker: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -201,7 +200,7 @@ impl Service {
             Some(t) => t,
             None => tokens::create(&db, "admin", false).await.unwrap(),
         };
-        let state = AppState::with_delivery(
+        let state = Services::start_with_delivery(
             db,
             SecretBox::load(None, dir).unwrap(),
             PollerSettings {
@@ -211,25 +210,18 @@ impl Service {
             fast(),
         );
         let client = TestClient::new(api::app(state.clone()).map_to_response().boxed());
-        let (stop, stop_rx) = watch::channel(false);
-        let worker = if run_worker {
-            tokio::spawn(state.delivery.clone().run(stop_rx))
-        } else {
-            tokio::spawn(async {})
-        };
+        if run_worker {
+            state.run_delivery();
+        }
         Self {
             state,
             client,
             token,
-            stop,
-            worker,
         }
     }
 
     async fn stop(self) -> String {
-        let _ = self.stop.send(true);
-        let _ = self.worker.await;
-        self.state.db.close().await.unwrap();
+        self.state.shutdown().await.unwrap();
         self.token
     }
 
@@ -256,21 +248,21 @@ impl Service {
             &self.state.db,
             NewNotification {
                 host_id: Some(host_id),
-                kind: "threshold".into(),
                 metric: Some("cpu.usage_pct".into()),
-                level: level.into(),
-                state: "firing".into(),
-                event: Some("fired".into()),
                 value: Some(97.5),
                 threshold: Some(90.0),
-                title: format!("web-1: cpu.usage_pct is {level} (97.5 ≥ 90)"),
-                message: "CPU <busy> & hot".into(),
-                ..Default::default()
+                ..NewNotification::new(
+                    AlertKind::Threshold,
+                    Level::parse(level).unwrap(),
+                    Event::Fired,
+                    format!("web-1: cpu.usage_pct is {level} (97.5 ≥ 90)"),
+                    "CPU <busy> & hot",
+                )
             },
         )
         .await
         .unwrap();
-        self.state.notifications.published(n.id);
+        self.state.hub.published(n.id);
         n.id
     }
 

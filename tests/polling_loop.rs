@@ -10,11 +10,13 @@ use std::{
 };
 
 use common::sshd::{self, Sshd};
+use entity::types::{PollErrorKind, PollOutcome};
 use hostwatch::{
-    api::{self, AppState},
+    api,
     crypto::SecretBox,
     poller::PollerSettings,
-    scheduler::PollScheduler,
+    scheduler::{JobKey, PollScheduler},
+    services::Services,
     store::{self, tokens},
 };
 use poem::{
@@ -28,7 +30,7 @@ use serde_json::{Value, json};
 
 /// hostwatch with its scheduler over a data directory that outlives it.
 struct Service {
-    state: AppState,
+    state: Services,
     scheduler: Arc<PollScheduler>,
     client: TestClient<BoxEndpoint<'static, Response>>,
     token: String,
@@ -50,11 +52,8 @@ impl Service {
             unreachable_after: 2,
             ..Default::default()
         };
-        let mut state = AppState::new(db, secrets, settings);
-        let scheduler = PollScheduler::start(state.poller.clone(), state.url_checks.clone(), 16)
-            .await
-            .unwrap();
-        state.scheduler = Some(scheduler.clone());
+        let state = Services::start(db, secrets, settings);
+        let scheduler = state.run_scheduler(16).await.unwrap();
         let client = TestClient::new(api::app(state.clone()).map_to_response().boxed());
         Self {
             state,
@@ -65,10 +64,8 @@ impl Service {
     }
 
     async fn stop(self) -> String {
-        self.scheduler.shutdown().await;
-        // Let polls in flight end before the database goes.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        self.state.db.close().await.unwrap();
+        // Polls in flight end before the database goes.
+        self.state.shutdown().await.unwrap();
         self.token
     }
 
@@ -440,6 +437,41 @@ async fn a_poll_slower_than_its_schedule_is_not_overlapped() {
 }
 
 #[tokio::test]
+async fn a_poll_in_flight_at_shutdown_is_stored() {
+    // Every exec takes 2.5 s: a poll started just before shutdown is still in flight when it
+    // begins.
+    let sshd = Sshd::start_with("ForceCommand sleep 2.5; eval \"$SSH_ORIGINAL_COMMAND\"");
+    let (key, public) = sshd::client_key("ed25519", "");
+    sshd.authorize(&public);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None).await;
+    // A schedule that does not fire during the test: registration enrolls and polls once.
+    let id = svc
+        .add_host("in-flight", sshd.port, &key, "0 0 0 1 1 *")
+        .await;
+    svc.wait_ok_polls(id, 1).await;
+    let before = svc.ok_polls(id).await;
+    svc.scheduler.run_now(JobKey::Host(id));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let started = Instant::now();
+    let services = svc.state.clone();
+    let token = svc.stop().await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "shutdown did not wait for the poll in flight ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(services.running_tasks(), 0, "every task ended");
+    let svc = Service::start(dir.path(), Some(token)).await;
+    assert_eq!(
+        svc.ok_polls(id).await,
+        before + 1,
+        "the poll in flight at shutdown was stored"
+    );
+    svc.stop().await;
+}
+
+#[tokio::test]
 async fn retention_deletes_only_old_history() {
     use entity::{metric_sample, metric_sample_set, poll};
     use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
@@ -482,8 +514,8 @@ async fn retention_deletes_only_old_history() {
         host_id: Set(id),
         started_at: Set(now - 1_000),
         duration_ms: Set(5),
-        outcome: Set("failed".into()),
-        error_kind: Set(Some("connect".into())),
+        outcome: Set(PollOutcome::Error),
+        error_kind: Set(Some(PollErrorKind::Connect)),
         error: Set(Some("refused".into())),
         ..Default::default()
     }
@@ -622,7 +654,7 @@ async fn sampled_poll(
         host_id: Set(host_id),
         started_at: Set(started_at),
         duration_ms: Set(sampled_at - started_at),
-        outcome: Set("ok".into()),
+        outcome: Set(PollOutcome::Ok),
         sampled_at: Set(Some(sampled_at)),
         sample_count: Set(Some(1)),
         samples: Set(Some(format!(r#"{{"cpu.usage_pct":{{"":{value:?}}}}}"#))),

@@ -601,7 +601,7 @@ async fn provisioning_creates_a_user_switches_to_it_and_is_idempotent() {
         .await
         .unwrap();
     assert_eq!(creds.len(), 1);
-    assert!(creds[0].password_enc.is_none() && creds[0].source == "provisioned");
+    assert!(creds[0].password_enc.is_none() && creds[0].source.as_str() == "provisioned");
     let (status, body) = poll(&app, id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(sshd.log().contains("Accepted publickey for hostwatch"));

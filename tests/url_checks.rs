@@ -334,7 +334,7 @@ async fn dns_failure_is_its_own_error() {
         .check(&spec(format!("http://no-such-host.test:{port}/status/200")))
         .await;
     let (kind, message) = out.error.unwrap();
-    assert_eq!(kind, "dns");
+    assert_eq!(kind.as_str(), "dns");
     assert!(
         message.contains("cannot resolve no-such-host.test"),
         "{message}"
@@ -342,7 +342,7 @@ async fn dns_failure_is_its_own_error() {
     let out = checker
         .check(&spec(format!("https://no-such-host.test:{port}/")))
         .await;
-    assert_eq!(out.error.unwrap().0, "dns");
+    assert_eq!(out.error.unwrap().0.as_str(), "dns");
     let out = checker
         .check(&spec(format!("http://known.test:{port}/status/200")))
         .await;

@@ -9,15 +9,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use entity::{host, latest_snapshot, metric_sample_set, poll};
+use entity::{host, latest_snapshot, metric_sample_set, poll, types::PollOutcome};
 use hostwatch::{
-    api::AppState,
     crypto::SecretBox,
     poller::PollerSettings,
+    services::Services,
     store::{
         self,
         history::{self, SeriesQuery},
-        hosts::{NewCredential, NewHost},
+        hosts::{HostChanges, NewCredential, NewHost},
     },
 };
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
@@ -79,7 +79,7 @@ async fn polls_are_batched_and_read_back(url: String) {
 
     let db = store::connect(&url).await.unwrap();
     store::migrate(&db).await.unwrap();
-    let state = AppState::new(
+    let state = Services::start(
         db,
         SecretBox::load(None, dir.path()).unwrap(),
         PollerSettings {
@@ -156,7 +156,7 @@ async fn polls_are_batched_and_read_back(url: String) {
     // that held them before.
     let polls = poll::Entity::find().all(&state.db).await.unwrap();
     assert_eq!(polls.len(), 2 * HOSTS as usize);
-    assert!(polls.iter().all(|p| p.outcome == "ok"));
+    assert!(polls.iter().all(|p| p.outcome == PollOutcome::Ok));
     let taken: std::collections::BTreeSet<(i64, i64)> =
         taken_at.iter().map(|((_, id), ts)| (*id, *ts)).collect();
     let sampled: std::collections::BTreeSet<(i64, i64)> = polls
@@ -195,7 +195,12 @@ async fn polls_are_batched_and_read_back(url: String) {
     let latest = latest_rows_from_round(&state.db, &taken_at, 0).await;
     assert_eq!(latest.len(), HOSTS as usize);
     for row in &latest {
-        let newest = state.poller.newest_snapshot(row.host_id).unwrap();
+        let newest = state
+            .poller
+            .latest_snapshot(row.host_id)
+            .await
+            .unwrap()
+            .unwrap();
         let newest: serde_json::Value = serde_json::from_str(&newest).unwrap();
         assert_eq!(
             chrono::DateTime::parse_from_rfc3339(newest["taken_at"].as_str().unwrap())
@@ -274,7 +279,17 @@ async fn polls_are_batched_and_read_back(url: String) {
     // Shutdown writes the newest snapshots and their counters, skipping the deleted host. A
     // host whose counters were dropped (an edit) gets its snapshot; its row keeps the older
     // counters, which say when they were taken.
-    state.poller.invalidate(ids[1]);
+    state
+        .registry
+        .update_host(
+            ids[1],
+            HostChanges {
+                labels: Some(vec!["edited".into()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     // A failed poll after the newest success records a later `last_poll_at`, which stays.
     let failed_at = store::now_ms() + 5_000;
     host::Entity::update_many()

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::types::{AlertKind, AlertPhase, Level};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "alert_states")]
 pub struct Model {
@@ -11,11 +13,11 @@ pub struct Model {
     pub alert_key: String,
     pub host_id: Option<i64>,
     pub url_check_id: Option<i64>,
-    pub kind: String,
+    pub kind: AlertKind,
     pub metric: String,
     pub label: String,
-    pub state: String,
-    pub level: Option<String>,
+    pub state: AlertPhase,
+    pub level: Option<Level>,
     pub pending_polls: i32,
     pub last_value: Option<f64>,
     pub since_at: i64,

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::types::{ChannelKind, Level};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "channels")]
 pub struct Model {
@@ -9,9 +11,9 @@ pub struct Model {
     pub id: i64,
     #[sea_orm(unique)]
     pub name: String,
-    pub kind: String,
+    pub kind: ChannelKind,
     pub enabled: bool,
-    pub min_level: String,
+    pub min_level: Level,
     pub host_id: Option<i64>,
     pub label: Option<String>,
     pub settings: String,

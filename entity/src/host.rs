@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::types::HostStatus;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "hosts")]
 pub struct Model {
@@ -12,7 +14,7 @@ pub struct Model {
     pub address: String,
     pub port: i32,
     pub username: String,
-    pub status: String,
+    pub status: HostStatus,
     pub status_message: Option<String>,
     pub enabled: bool,
     pub schedule: String,

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::types::{AuthMethod, CredentialSource};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "host_credentials")]
 pub struct Model {
@@ -9,8 +11,8 @@ pub struct Model {
     pub id: i64,
     #[sea_orm(unique)]
     pub host_id: i64,
-    pub auth_method: String,
-    pub source: String,
+    pub auth_method: AuthMethod,
+    pub source: CredentialSource,
     pub private_key_enc: Option<Vec<u8>>,
     pub passphrase_enc: Option<Vec<u8>>,
     pub password_enc: Option<Vec<u8>>,

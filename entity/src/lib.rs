@@ -2,6 +2,8 @@
 //!
 //! Times are Unix milliseconds (`i64`). Secret columns (`*_enc`) hold AEAD ciphertext only; the
 //! service decrypts them where a connection or a channel needs them and nowhere else.
+//!
+//! `types` holds the closed sets of values (statuses, levels, kinds) the columns store as text.
 
 pub mod alert_state;
 pub mod api_token;
@@ -19,5 +21,6 @@ pub mod notification;
 pub mod poll;
 pub mod service_secret;
 pub mod threshold;
+pub mod types;
 pub mod url_check;
 pub mod url_check_result;

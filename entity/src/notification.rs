@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::types::{AlertKind, Event, Level, NotificationState};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "notifications")]
 pub struct Model {
@@ -9,13 +11,13 @@ pub struct Model {
     pub id: i64,
     pub host_id: Option<i64>,
     pub url_check_id: Option<i64>,
-    pub kind: String,
+    pub kind: AlertKind,
     pub metric: Option<String>,
     pub label: Option<String>,
-    pub level: String,
-    pub state: String,
+    pub level: Level,
+    pub state: NotificationState,
     /// fired, escalated, de-escalated, reminder or resolved.
-    pub event: Option<String>,
+    pub event: Option<Event>,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub title: String,

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::types::{PollErrorKind, PollOutcome};
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "polls")]
 pub struct Model {
@@ -10,8 +12,8 @@ pub struct Model {
     pub host_id: i64,
     pub started_at: i64,
     pub duration_ms: i64,
-    pub outcome: String,
-    pub error_kind: Option<String>,
+    pub outcome: PollOutcome,
+    pub error_kind: Option<PollErrorKind>,
     pub error: Option<String>,
     /// When a successful poll's values were taken; `None` for a failed poll (and for polls
     /// stored before the values moved here, whose values are in `metric_sample_sets`).

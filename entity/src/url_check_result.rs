@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::types::UrlErrorKind;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "url_check_results")]
 pub struct Model {
@@ -12,7 +14,7 @@ pub struct Model {
     pub ok: bool,
     pub status_code: Option<i32>,
     pub response_ms: Option<i64>,
-    pub error_kind: Option<String>,
+    pub error_kind: Option<UrlErrorKind>,
     pub error: Option<String>,
     pub tls_not_before: Option<i64>,
     pub tls_not_after: Option<i64>,

@@ -8,35 +8,10 @@
 //!
 //! Pure: the caller passes the time and stores the state.
 
+use entity::types::{Event, Level, NotificationState};
 use serde::{Deserialize, Serialize};
 
 use super::Direction;
-
-/// Severity of a firing alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Level {
-    Warning,
-    Critical,
-}
-
-impl Level {
-    /// The stored and API spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-        }
-    }
-
-    /// Reads the stored spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "warning" => Some(Self::Warning),
-            "critical" => Some(Self::Critical),
-            _ => None,
-        }
-    }
-}
 
 /// The rule an alert follows.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +31,7 @@ impl Rule {
         match level {
             Level::Warning => self.warning,
             Level::Critical => self.critical,
+            Level::Info => None,
         }
     }
 
@@ -138,13 +114,22 @@ pub enum Transition {
 
 impl Transition {
     /// The notification's `event`.
-    pub fn event(self) -> &'static str {
+    pub fn event(self) -> Event {
         match self {
-            Self::Fired(_) => "fired",
-            Self::Escalated { .. } => "escalated",
-            Self::DeEscalated { .. } => "de-escalated",
-            Self::Resolved { .. } => "resolved",
-            Self::Reminder(_) => "reminder",
+            Self::Fired(_) => Event::Fired,
+            Self::Escalated { .. } => Event::Escalated,
+            Self::DeEscalated { .. } => Event::DeEscalated,
+            Self::Resolved { .. } => Event::Resolved,
+            Self::Reminder(_) => Event::Reminder,
+        }
+    }
+
+    /// The notification's `state`.
+    pub fn state(self) -> NotificationState {
+        if self.firing() {
+            NotificationState::Firing
+        } else {
+            NotificationState::Resolved
         }
     }
 
@@ -263,6 +248,29 @@ pub fn step(
                 }
             }
         }
+    }
+}
+
+/// Ends an alert whose condition is gone rather than measured below its level (a certificate
+/// no longer served, a host that answers again): a firing alert resolves, a pending one goes
+/// back to rest, and its count starts over.
+pub fn clear(state: AlertState, now_ms: i64) -> (AlertState, Option<Transition>) {
+    let mut next = AlertState {
+        phase: Phase::Ok,
+        pending_polls: 0,
+        ..state
+    };
+    match state.phase {
+        Phase::Firing(from) => {
+            next.since_ms = now_ms;
+            next.last_notified_ms = Some(now_ms);
+            (next, Some(Transition::Resolved { from }))
+        }
+        Phase::Pending => {
+            next.since_ms = now_ms;
+            (next, None)
+        }
+        Phase::Ok => (next, None),
     }
 }
 
@@ -515,5 +523,31 @@ mod tests {
                 Transition::Resolved { from: Warning }
             ]
         );
+    }
+
+    #[test]
+    fn clearing_resolves_only_what_fires() {
+        let (firing, _) = step(AlertState::new(0), &rule(), Some(95.0), 1000);
+        let (state, t) = clear(firing, 5000);
+        assert_eq!(t, Some(Transition::Resolved { from: Critical }));
+        assert_eq!(
+            (state.phase, state.since_ms, state.last_notified_ms),
+            (Phase::Ok, 5000, Some(5000))
+        );
+        let slow = Rule {
+            for_polls: 3,
+            ..rule()
+        };
+        let (pending, _) = step(AlertState::new(0), &slow, Some(95.0), 1000);
+        let (state, t) = clear(pending, 5000);
+        assert_eq!(t, None);
+        assert_eq!((state.phase, state.pending_polls), (Phase::Ok, 0));
+        let counting = AlertState {
+            pending_polls: 2,
+            ..AlertState::new(7)
+        };
+        let (state, t) = clear(counting, 5000);
+        assert_eq!(t, None);
+        assert_eq!((state.pending_polls, state.since_ms), (0, 7));
     }
 }

@@ -1,9 +1,12 @@
-//! Alerts: the metrics thresholds apply to, their defaults, and (in `machine`) the state machine
-//! that turns values into notifications.
+//! Alerts: the metrics thresholds apply to and their defaults; the state machine of one alert
+//! (`machine`); the evaluator that steps a subject's alerts with what was observed (`evaluate`);
+//! and what the notifications say (`text`).
 //!
 //! Pure: nothing here touches the database, SSH or the API.
 
+pub mod evaluate;
 pub mod machine;
+pub mod text;
 
 /// Which side of a threshold is bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,12 +88,12 @@ pub const HOST_METRICS: &[MetricSpec] = &[
 /// Metrics a URL-check threshold can be set on.
 pub const URL_METRICS: &[MetricSpec] = &[
     spec(
-        "url.response_ms",
+        text::URL_RESPONSE_MS,
         "total response time, ms",
         Some((1000.0, 3000.0)),
     ),
     MetricSpec {
-        name: "cert.days_left",
+        name: text::CERT_DAYS_LEFT,
         description: "days until the TLS certificate expires",
         direction: Direction::Below,
         defaults: Some((14.0, 3.0)),

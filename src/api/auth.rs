@@ -4,8 +4,9 @@ use poem::Request;
 use poem_openapi::{SecurityScheme, auth::Bearer};
 
 use crate::{
-    api::AppState,
+    api::error::Unauthorized,
     error::{Error, Result},
+    services::Services,
     store::tokens::{self, Principal},
 };
 
@@ -17,14 +18,11 @@ pub struct Token(pub Principal);
 
 async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
     let state = req
-        .data::<AppState>()
-        .expect("AppState is attached to every route");
+        .data::<Services>()
+        .expect("Services is attached to every route");
     match tokens::authenticate(&state.db, &bearer.token).await {
         Ok(Some(principal)) => Ok(principal),
-        Ok(None) => Err(poem::Error::from_string(
-            "unknown or revoked token",
-            poem::http::StatusCode::UNAUTHORIZED,
-        )),
+        Ok(None) => Err(Unauthorized.into()),
         Err(err) => {
             tracing::error!(error = %err, "token lookup failed");
             Err(poem::Error::from_status(

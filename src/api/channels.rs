@@ -5,52 +5,34 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use entity::{channel, delivery as delivery_row};
+use entity::{
+    channel as channel_row, delivery as delivery_row,
+    types::{ChannelKind, DeliveryStatus, Level},
+};
 use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi,
+    ApiResponse, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
     types::MaybeUndefined,
 };
 
 use crate::{
-    api::{ApiTags, AppState, auth::Token, error::ApiResult, notifications::Level, ts},
+    api::{
+        ApiTags,
+        auth::Token,
+        error::{
+            ApiResult,
+            status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
+        },
+        ts,
+    },
+    channel::{PublicSettings, SecretSettings, SmtpTls, validate as validate_settings},
     crypto::SecretBox,
-    delivery::{self, PublicSettings, SecretSettings},
     error::{Error, Result},
+    services::Services,
     store::channels::{self as store, ChannelSettings},
     validate,
 };
-
-/// Channel kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum ChannelKind {
-    Webhook,
-    Slack,
-    Telegram,
-    Email,
-}
-
-impl ChannelKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Webhook => "webhook",
-            Self::Slack => "slack",
-            Self::Telegram => "telegram",
-            Self::Email => "email",
-        }
-    }
-}
-
-/// SMTP transport security.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum SmtpTls {
-    None,
-    Starttls,
-    Tls,
-}
 
 /// Settings of a channel; which fields apply depends on its kind:
 /// webhook `url` (+ `headers`); slack `webhook_url`; telegram `bot_token`, `chat_id`
@@ -92,14 +74,7 @@ impl ChannelSettingsInput {
                 api_base_url: self.api_base_url,
                 smtp_host: self.smtp_host,
                 smtp_port: self.smtp_port,
-                tls: self.tls.map(|t| {
-                    match t {
-                        SmtpTls::None => "none",
-                        SmtpTls::Starttls => "starttls",
-                        SmtpTls::Tls => "tls",
-                    }
-                    .to_owned()
-                }),
+                tls: self.tls,
                 username: self.username,
                 from: self.from,
                 to: self.to.unwrap_or_default(),
@@ -153,7 +128,7 @@ pub struct ChannelSettingsView {
     pub api_base_url: Option<String>,
     pub smtp_host: Option<String>,
     pub smtp_port: Option<u16>,
-    pub tls: Option<String>,
+    pub tls: Option<SmtpTls>,
     pub username: Option<String>,
     pub from: Option<String>,
     pub to: Vec<String>,
@@ -166,9 +141,9 @@ pub struct ChannelSettingsView {
 pub struct Channel {
     pub id: i64,
     pub name: String,
-    pub kind: String,
+    pub kind: ChannelKind,
     pub enabled: bool,
-    pub min_level: String,
+    pub min_level: Level,
     pub host_id: Option<i64>,
     pub label: Option<String>,
     pub settings: ChannelSettingsView,
@@ -176,7 +151,7 @@ pub struct Channel {
     pub updated_at: DateTime<Utc>,
 }
 
-fn view(secrets: &SecretBox, row: channel::Model) -> Result<Channel> {
+fn view(secrets: &SecretBox, row: channel_row::Model) -> Result<Channel> {
     let s = store::settings_of(secrets, &row)?;
     Ok(Channel {
         id: row.id,
@@ -217,8 +192,7 @@ pub struct ChannelPage {
 pub struct Delivery {
     pub id: i64,
     pub notification_id: i64,
-    /// `pending`, `sent` or `failed`.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -295,12 +269,12 @@ fn validated(s: ChannelSettings) -> Result<ChannelSettings> {
             Error::invalid("label", "1 to 64 characters of letters, digits and ._:=/-")
         })?;
     }
-    delivery::validate(&s.kind, &s.public, &s.secret).map_err(|r| Error::invalid("settings", r))?;
+    validate_settings(s.kind, &s.public, &s.secret).map_err(|r| Error::invalid("settings", r))?;
     Ok(s)
 }
 
 /// The channels resource.
-pub struct ChannelsApi(pub AppState);
+pub struct ChannelsApi(pub Services);
 
 #[OpenApi(tag = "ApiTags::Channels")]
 impl ChannelsApi {
@@ -310,15 +284,15 @@ impl ChannelsApi {
         &self,
         auth: Token,
         body: Json<ChannelCreate>,
-    ) -> ApiResult<CreateChannelResponse> {
+    ) -> ApiResult<CreateChannelResponse, (BadRequest, Forbidden, Conflict, Invalid)> {
         auth.require_write()?;
         let b = body.0;
         let (public, secret) = b.settings.split();
         let settings = validated(ChannelSettings {
             name: b.name,
-            kind: b.kind.as_str().to_owned(),
+            kind: b.kind,
             enabled: b.enabled.unwrap_or(true),
-            min_level: b.min_level.unwrap_or(Level::Warning).as_str().to_owned(),
+            min_level: b.min_level.unwrap_or(Level::Warning),
             host_id: b.host_id,
             label: b.label,
             public,
@@ -338,7 +312,7 @@ impl ChannelsApi {
         _auth: Token,
         limit: Query<Option<u32>>,
         offset: Query<Option<u64>>,
-    ) -> ApiResult<ListChannelsResponse> {
+    ) -> ApiResult<ListChannelsResponse, (BadRequest,)> {
         let limit = super::limit(limit.0);
         let offset = offset.0.unwrap_or(0);
         let (rows, total) = store::list(&self.0.db, limit, offset).await?;
@@ -356,7 +330,11 @@ impl ChannelsApi {
 
     /// Get a channel
     #[oai(path = "/channels/:id", method = "get", operation_id = "get_channel")]
-    async fn get(&self, _auth: Token, id: Path<i64>) -> ApiResult<ChannelResponse> {
+    async fn get(
+        &self,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<ChannelResponse, (BadRequest, NotFound)> {
         let row = store::get(&self.0.db, id.0).await?;
         Ok(ChannelResponse::Ok(Json(view(&self.0.secrets, row)?)))
     }
@@ -372,13 +350,11 @@ impl ChannelsApi {
         auth: Token,
         id: Path<i64>,
         body: Json<ChannelUpdate>,
-    ) -> ApiResult<ChannelResponse> {
+    ) -> ApiResult<ChannelResponse, (BadRequest, Forbidden, NotFound, Conflict, Invalid)> {
         auth.require_write()?;
         let current = store::settings_of(&self.0.secrets, &store::get(&self.0.db, id.0).await?)?;
         let b = body.0;
-        let kind = b
-            .kind
-            .map_or(current.kind.clone(), |k| k.as_str().to_owned());
+        let kind = b.kind.unwrap_or(current.kind);
         let (public, secret) = match b.settings {
             Some(input) => {
                 let (public, secret) = input.split();
@@ -395,9 +371,7 @@ impl ChannelsApi {
             name: b.name.unwrap_or(current.name),
             kind,
             enabled: b.enabled.unwrap_or(current.enabled),
-            min_level: b
-                .min_level
-                .map_or(current.min_level, |l| l.as_str().to_owned()),
+            min_level: b.min_level.unwrap_or(current.min_level),
             host_id: match b.host_id {
                 MaybeUndefined::Undefined => current.host_id,
                 MaybeUndefined::Null => None,
@@ -421,7 +395,11 @@ impl ChannelsApi {
         method = "delete",
         operation_id = "delete_channel"
     )]
-    async fn delete(&self, auth: Token, id: Path<i64>) -> ApiResult<DeleteChannelResponse> {
+    async fn delete(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<DeleteChannelResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;
         store::delete(&self.0.db, id.0).await?;
         Ok(DeleteChannelResponse::Deleted)
@@ -440,7 +418,7 @@ impl ChannelsApi {
         _auth: Token,
         id: Path<i64>,
         limit: Query<Option<u32>>,
-    ) -> ApiResult<DeliveriesResponse> {
+    ) -> ApiResult<DeliveriesResponse, (BadRequest, NotFound)> {
         let rows = store::deliveries(&self.0.db, id.0, super::limit(limit.0)).await?;
         Ok(DeliveriesResponse::Ok(Json(
             rows.into_iter().map(Delivery::from).collect(),
@@ -456,7 +434,11 @@ impl ChannelsApi {
         method = "post",
         operation_id = "test_channel"
     )]
-    async fn test(&self, auth: Token, id: Path<i64>) -> ApiResult<TestChannelResponse> {
+    async fn test(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<TestChannelResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;
         let outcome = self.0.delivery.test_channel(id.0).await?;
         Ok(TestChannelResponse::Ok(Json(ChannelTestResult {

@@ -2,6 +2,7 @@
 //! enrollment recorded about a host.
 
 use chrono::{DateTime, Duration, Utc};
+use entity::types::{PollErrorKind, PollOutcome};
 use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Path, Query},
@@ -9,9 +10,19 @@ use poem_openapi::{
 };
 
 use crate::{
-    api::{ApiTags, AppState, auth::Token, error::ApiResult, ts},
+    api::{
+        ApiTags,
+        auth::Token,
+        error::{
+            ApiResult,
+            status::{BadRequest, Invalid, NotFound},
+        },
+        ts,
+    },
     error::Error,
+    services::Services,
     store::{
+        enrollment,
         history::{self, SeriesQuery},
         hosts,
     },
@@ -23,10 +34,9 @@ pub struct Poll {
     pub id: i64,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i64,
-    /// `ok`, `error` or `skipped_overrun`.
-    pub outcome: String,
-    /// A short class of failure: `timeout`, `connect`, `auth_failed`, `host_key_mismatch`, …
-    pub error_kind: Option<String>,
+    pub outcome: PollOutcome,
+    /// A short class of failure, when the poll failed.
+    pub error_kind: Option<PollErrorKind>,
     pub error: Option<String>,
 }
 
@@ -80,7 +90,7 @@ pub enum EnrollmentResponse {
 }
 
 /// The history resource.
-pub struct HistoryApi(pub AppState);
+pub struct HistoryApi(pub Services);
 
 /// Most points one series request returns.
 const MAX_POINTS: u64 = 10_000;
@@ -96,7 +106,7 @@ impl HistoryApi {
         _auth: Token,
         id: Path<i64>,
         limit: Query<Option<u32>>,
-    ) -> ApiResult<PollsResponse> {
+    ) -> ApiResult<PollsResponse, (BadRequest, NotFound)> {
         hosts::get(&self.0.db, id.0).await?;
         let rows = history::polls(&self.0.db, id.0, super::limit(limit.0)).await?;
         Ok(PollsResponse::Ok(Json(
@@ -131,7 +141,7 @@ impl HistoryApi {
         label: Query<Option<String>>,
         from: Query<Option<DateTime<Utc>>>,
         to: Query<Option<DateTime<Utc>>>,
-    ) -> ApiResult<SeriesResponse> {
+    ) -> ApiResult<SeriesResponse, (BadRequest, NotFound, Invalid)> {
         hosts::get(&self.0.db, id.0).await?;
         let to = to.0.unwrap_or_else(Utc::now);
         let from = from.0.unwrap_or(to - Duration::hours(1));
@@ -172,9 +182,13 @@ impl HistoryApi {
         method = "get",
         operation_id = "get_enrollment"
     )]
-    async fn enrollment(&self, _auth: Token, id: Path<i64>) -> ApiResult<EnrollmentResponse> {
+    async fn enrollment(
+        &self,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<EnrollmentResponse, (BadRequest, NotFound)> {
         hosts::get(&self.0.db, id.0).await?;
-        let run = history::latest_enrollment(&self.0.db, id.0)
+        let run = enrollment::latest(&self.0.db, id.0)
             .await?
             .ok_or_else(|| Error::NotFound(format!("host {} has not been enrolled yet", id.0)))?;
         Ok(EnrollmentResponse::Ok(Json(enrollment_view(run))))

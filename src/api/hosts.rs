@@ -4,6 +4,7 @@
 //! response ever does. The request types deliberately do not implement `Debug`.
 
 use chrono::{DateTime, Utc};
+use entity::types::{AuthMethod, HostStatus};
 use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Path, Query},
@@ -13,9 +14,18 @@ use poem_openapi::{
 use zeroize::Zeroizing;
 
 use crate::{
-    api::{ApiTags, AppState, auth::Token, error::ApiResult, ts},
+    api::{
+        ApiTags,
+        auth::Token,
+        error::{
+            ApiResult,
+            status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
+        },
+        ts,
+    },
     error::{Error, Result},
     scheduler,
+    services::Services,
     ssh::keys::{self, KeyError},
     store::hosts::{self as store, HostChanges, HostFilter, HostView, NewCredential, NewHost},
     validate,
@@ -129,14 +139,12 @@ pub struct Host {
     pub address: String,
     pub port: i32,
     pub username: String,
-    /// `private_key` or `password`.
-    pub auth_method: Option<String>,
+    pub auth_method: Option<AuthMethod>,
     /// Algorithm of the stored private key.
     pub key_algorithm: Option<String>,
     /// Public half of the stored private key (`authorized_keys` form).
     pub public_key: Option<String>,
-    /// `pending`, `ok`, `unreachable`, `auth_failed`, `host_key_mismatch`, `unsupported`.
-    pub status: String,
+    pub status: HostStatus,
     pub status_message: Option<String>,
     pub enabled: bool,
     pub schedule: String,
@@ -366,7 +374,7 @@ impl HostUpdate {
 }
 
 /// The hosts resource.
-pub struct HostsApi(pub AppState);
+pub struct HostsApi(pub Services);
 
 impl HostsApi {
     /// The host as the API shows it: its poll times are the poller's newest, which its row
@@ -386,31 +394,15 @@ impl HostsApi {
     /// thresholds. Enrollment over SSH starts in the background; its transcript appears at
     /// `GET /hosts/{id}/enrollment`.
     #[oai(path = "/hosts", method = "post", operation_id = "create_host")]
-    async fn create(&self, auth: Token, body: Json<HostCreate>) -> ApiResult<CreateHostResponse> {
+    async fn create(
+        &self,
+        auth: Token,
+        body: Json<HostCreate>,
+    ) -> ApiResult<CreateHostResponse, (BadRequest, Forbidden, Conflict, Invalid)> {
         auth.require_write()?;
         let new = body.0.validate()?;
-        let view = store::create(&self.0.db, &self.0.secrets, new).await?;
+        let view = self.0.registry.create_host(new).await?;
         tracing::info!(host_id = view.host.id, name = %view.host.name, by = %auth.0.name, "host registered");
-        // Enrollment runs in the background: registration answers at once, the transcript
-        // appears at GET /hosts/{id}/enrollment.
-        if let Some(scheduler) = self.0.scheduler.clone()
-            && view.host.enabled
-        {
-            // The new host is scheduled and enrolled, then polled, at once.
-            self.0.host_changed(view.host.id).await;
-            let host_id = view.host.id;
-            tokio::spawn(async move { scheduler.poll_now(host_id).await });
-        } else if self.0.poller.settings.enroll_on_create {
-            // Without a scheduler, or for a host registered disabled, enrollment only: its key
-            // is pinned and its login tried, but no samples or alerts until it is enabled.
-            let poller = self.0.poller.clone();
-            let host_id = view.host.id;
-            tokio::spawn(async move {
-                if let Err(err) = crate::enroll::enroll(&poller, host_id, true).await {
-                    tracing::warn!(host_id, error = %err, "enrollment did not run");
-                }
-            });
-        }
         Ok(CreateHostResponse::Created(Json(view.into())))
     }
 
@@ -426,10 +418,10 @@ impl HostsApi {
         /// Hosts to skip.
         offset: Query<Option<u64>>,
         /// Only hosts with this status.
-        status: Query<Option<String>>,
+        status: Query<Option<HostStatus>>,
         /// Only hosts carrying this label.
         label: Query<Option<String>>,
-    ) -> ApiResult<ListHostsResponse> {
+    ) -> ApiResult<ListHostsResponse, (BadRequest,)> {
         let filter = HostFilter {
             status: status.0,
             label: label.0,
@@ -447,7 +439,11 @@ impl HostsApi {
 
     /// Get a host
     #[oai(path = "/hosts/:id", method = "get", operation_id = "get_host")]
-    async fn get(&self, _auth: Token, id: Path<i64>) -> ApiResult<HostResponse> {
+    async fn get(
+        &self,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<HostResponse, (BadRequest, NotFound)> {
         let view = store::get(&self.0.db, id.0).await?;
         Ok(HostResponse::Ok(Json(self.shown(view))))
     }
@@ -461,11 +457,10 @@ impl HostsApi {
         auth: Token,
         id: Path<i64>,
         body: Json<HostUpdate>,
-    ) -> ApiResult<HostResponse> {
+    ) -> ApiResult<HostResponse, (BadRequest, Forbidden, NotFound, Conflict, Invalid)> {
         auth.require_write()?;
         let changes = body.0.validate()?;
-        let view = store::update(&self.0.db, &self.0.secrets, id.0, changes).await?;
-        self.0.host_changed(id.0).await;
+        let view = self.0.registry.update_host(id.0, changes).await?;
         Ok(HostResponse::Ok(Json(self.shown(view))))
     }
 
@@ -473,12 +468,13 @@ impl HostsApi {
     ///
     /// Deletes the host with its credentials, history, thresholds and notifications.
     #[oai(path = "/hosts/:id", method = "delete", operation_id = "delete_host")]
-    async fn delete(&self, auth: Token, id: Path<i64>) -> ApiResult<DeleteHostResponse> {
+    async fn delete(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<DeleteHostResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;
-        store::delete(&self.0.db, id.0).await?;
-        self.0.host_changed(id.0).await;
-        self.0.poller.forget(id.0);
-        self.0.poller.pool.forget(id.0).await;
+        self.0.registry.delete_host(id.0).await?;
         tracing::info!(host_id = id.0, by = %auth.0.name, "host deleted");
         Ok(DeleteHostResponse::Deleted)
     }

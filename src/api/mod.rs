@@ -1,8 +1,8 @@
 //! The REST API (v1): one file per resource, generated into an OpenAPI document with
 //! poem-openapi, served with Swagger UI.
 //!
-//! Operations reach the database through `store` only; SSH work (enroll, poll) will go through
-//! the poller and enrollment services, never from here directly.
+//! Operations read through `store`, change hosts and checks through the registry, and reach
+//! hosts over SSH through the poller, never directly.
 
 pub mod auth;
 pub mod channels;
@@ -14,100 +14,11 @@ pub mod polling;
 pub mod thresholds;
 pub mod url_checks;
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use poem::{EndpointExt, IntoEndpoint, Route, endpoint::make_sync, middleware::Tracing};
 use poem_openapi::{OpenApiService, Tags};
-use sea_orm::DatabaseConnection;
 
-use crate::{
-    crypto::SecretBox,
-    delivery::worker::{DeliveryService, DeliverySettings},
-    poller::{Poller, PollerSettings},
-    scheduler::{JobKey, PollScheduler},
-    store::notifications::NotificationHub,
-    urlcheck::{runner::SystemResolver, service::UrlCheckService},
-};
-
-/// What every operation needs: the database, the secret box, the notification hub, and the
-/// poller (the only way the API reaches SSH).
-#[derive(Clone, Debug)]
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub secrets: Arc<SecretBox>,
-    pub notifications: NotificationHub,
-    pub poller: Arc<Poller>,
-    /// Runs URL checks.
-    pub url_checks: Arc<UrlCheckService>,
-    /// Sends the notification outbox.
-    pub delivery: Arc<DeliveryService>,
-    /// Present when hosts are polled on their schedules (`serve`); absent in API-only uses.
-    pub scheduler: Option<Arc<PollScheduler>>,
-}
-
-impl AppState {
-    /// The state over a database, with its poller.
-    pub fn new(db: DatabaseConnection, secrets: SecretBox, settings: PollerSettings) -> Self {
-        Self::with_delivery(db, secrets, settings, DeliverySettings::default())
-    }
-
-    /// The state with chosen delivery settings.
-    pub fn with_delivery(
-        db: DatabaseConnection,
-        secrets: SecretBox,
-        settings: PollerSettings,
-        delivery: DeliverySettings,
-    ) -> Self {
-        let secrets = Arc::new(secrets);
-        let notifications = NotificationHub::default();
-        let poller = Arc::new(Poller {
-            db: db.clone(),
-            secrets: secrets.clone(),
-            pool: Default::default(),
-            hub: notifications.clone(),
-            settings,
-            hot: Default::default(),
-            writer: Default::default(),
-        });
-        let url_checks = Arc::new(UrlCheckService::new(
-            db.clone(),
-            notifications.clone(),
-            Arc::new(SystemResolver),
-        ));
-        // Building the HTTP client only fails on a broken TLS set-up, which is fixed at build time.
-        let delivery = Arc::new(
-            DeliveryService::new(db.clone(), secrets.clone(), notifications.clone(), delivery)
-                .expect("the delivery HTTP client builds"),
-        );
-        Self {
-            db,
-            secrets,
-            notifications,
-            poller,
-            url_checks,
-            delivery,
-            scheduler: None,
-        }
-    }
-
-    /// Keeps a host's scheduled job in line with its row after a change.
-    pub async fn host_changed(&self, host_id: i64) {
-        self.job_changed(JobKey::Host(host_id)).await;
-    }
-
-    /// Keeps a scheduled job (host or URL check) in line with its row after a change.
-    pub async fn job_changed(&self, key: JobKey) {
-        if let JobKey::Host(id) = key {
-            self.poller.invalidate(id);
-        }
-        if let Some(s) = &self.scheduler
-            && let Err(e) = s.sync(key).await
-        {
-            tracing::error!(?key, error = %e, "could not update the schedule");
-        }
-    }
-}
+use crate::services::Services;
 
 /// Groups of operations in the spec and in Swagger UI.
 #[derive(Tags)]
@@ -140,7 +51,7 @@ type Apis = (
 );
 
 /// The OpenAPI service over every resource.
-pub fn service(state: AppState) -> OpenApiService<Apis, ()> {
+pub fn service(state: Services) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             hosts::HostsApi(state.clone()),
@@ -168,15 +79,11 @@ pub fn spec_json() -> String {
 }
 
 fn service_for_spec() -> OpenApiService<Apis, ()> {
-    service(AppState::new(
-        DatabaseConnection::default(),
-        SecretBox::new(&[0; 32]),
-        PollerSettings::default(),
-    ))
+    service(Services::unstarted())
 }
 
 /// The whole HTTP app: `/api/v1`, `/docs`, `/openapi.json`, `/healthz`.
-pub fn app(state: AppState) -> impl poem::Endpoint {
+pub fn app(state: Services) -> impl poem::Endpoint {
     let api = service(state.clone());
     let docs = api.swagger_ui();
     let spec = api.spec();

@@ -6,38 +6,30 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::notification;
+use entity::{
+    notification,
+    types::{AlertKind, Event, Level, NotificationState},
+};
 use poem_openapi::{
-    ApiResponse, Enum, Object, OpenApi,
+    ApiResponse, Object, OpenApi,
     param::{Path, Query},
     payload::Json,
 };
 
 use crate::{
-    api::{ApiTags, AppState, auth::Token, error::ApiResult, ts},
+    api::{
+        ApiTags,
+        auth::Token,
+        error::{
+            ApiResult,
+            status::{BadRequest, Forbidden, Invalid, NotFound},
+        },
+        ts,
+    },
     error::Error,
+    services::Services,
     store::notifications::{self as store, NotificationFilter},
 };
-
-/// Severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "lowercase")]
-pub enum Level {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Level {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Info => "info",
-            Self::Warning => "warning",
-            Self::Critical => "critical",
-        }
-    }
-}
 
 /// A notification record.
 #[derive(Debug, Object)]
@@ -45,18 +37,14 @@ pub struct Notification {
     pub id: i64,
     pub host_id: Option<i64>,
     pub url_check_id: Option<i64>,
-    /// `threshold`, `host_unreachable`, `auth_failed`, `host_key_mismatch`, `url_status`,
-    /// `url_latency`, `cert_expiry`, `enrollment_failed`.
-    pub kind: String,
+    pub kind: AlertKind,
     pub metric: Option<String>,
     /// Mount point, GPU index, interface… for per-label metrics.
     pub label: Option<String>,
-    /// `info`, `warning` or `critical`.
-    pub level: String,
-    /// `firing` or `resolved`.
-    pub state: String,
-    /// The transition recorded: `fired`, `escalated`, `de-escalated`, `reminder`, `resolved`.
-    pub event: Option<String>,
+    pub level: Level,
+    pub state: NotificationState,
+    /// The transition recorded.
+    pub event: Option<Event>,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub title: String,
@@ -111,7 +99,7 @@ pub enum MarkReadResponse {
 pub const MAX_WAIT_SECONDS: u32 = 60;
 
 /// The notifications resource.
-pub struct NotificationsApi(pub AppState);
+pub struct NotificationsApi(pub Services);
 
 #[OpenApi(tag = "ApiTags::Notifications")]
 impl NotificationsApi {
@@ -139,7 +127,7 @@ impl NotificationsApi {
         limit: Query<Option<u32>>,
         /// Long-poll for up to this many seconds (0 to 60).
         wait_seconds: Query<Option<u32>>,
-    ) -> ApiResult<ListNotificationsResponse> {
+    ) -> ApiResult<ListNotificationsResponse, (BadRequest, Invalid)> {
         let wait = wait_seconds.0.unwrap_or(0);
         if wait > MAX_WAIT_SECONDS {
             return Err(
@@ -150,12 +138,12 @@ impl NotificationsApi {
         let filter = NotificationFilter {
             after_id,
             host_id: host_id.0,
-            level: level.0.map(|l| l.as_str().to_owned()),
+            level: level.0,
             unread: unread.0,
             limit: super::limit(limit.0),
         };
         // Subscribe before the first read so a write between the read and the wait is not missed.
-        let mut changes = self.0.notifications.subscribe();
+        let mut changes = self.0.hub.subscribe();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
         let items = loop {
             changes.borrow_and_update();
@@ -181,7 +169,11 @@ impl NotificationsApi {
         method = "post",
         operation_id = "mark_notification_read"
     )]
-    async fn mark_read(&self, auth: Token, id: Path<i64>) -> ApiResult<MarkReadResponse> {
+    async fn mark_read(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<MarkReadResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;
         Ok(MarkReadResponse::Ok(Json(
             store::mark_read(&self.0.db, id.0).await?.into(),

@@ -2,22 +2,23 @@
 //! `/hosts/{id}/metrics/latest`: the operations that reach a host over SSH (through the poller)
 //! and the snapshot they leave behind.
 
-use entity::latest_snapshot;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::{
     api::{
-        ApiTags, AppState,
+        ApiTags,
         auth::Token,
-        error::{ApiError, ApiResult},
+        error::{
+            ApiResult,
+            status::{BadGateway, BadRequest, Conflict, Forbidden, NotFound},
+        },
         history::EnrollmentRun,
         hosts::HostKeyInfo,
         ts,
     },
-    enroll,
     error::Error,
     probe::Snapshot,
+    services::Services,
     store::hosts,
 };
 
@@ -58,7 +59,7 @@ pub enum LatestResponse {
 }
 
 /// SSH operations on a host.
-pub struct PollingApi(pub AppState);
+pub struct PollingApi(pub Services);
 
 #[OpenApi(tag = "ApiTags::Hosts")]
 impl PollingApi {
@@ -71,12 +72,14 @@ impl PollingApi {
         method = "post",
         operation_id = "enroll_host"
     )]
-    async fn enroll(&self, auth: Token, id: Path<i64>) -> ApiResult<EnrollResponse> {
+    async fn enroll(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<EnrollResponse, (BadRequest, Forbidden, NotFound, BadGateway)> {
         auth.require_write()?;
         hosts::get(&self.0.db, id.0).await?;
-        let run = enroll::enroll(&self.0.poller, id.0, true)
-            .await
-            .map_err(ApiError::from)?;
+        let run = self.0.registry.enroll(id.0).await?;
         Ok(EnrollResponse::Ok(Json(
             crate::api::history::enrollment_view(run),
         )))
@@ -87,7 +90,11 @@ impl PollingApi {
     /// Runs the probe over the host's connection and returns the snapshot; a host that cannot
     /// be reached gives 502 with the reason (`error` is the class of failure).
     #[oai(path = "/hosts/:id/poll", method = "post", operation_id = "poll_host")]
-    async fn poll(&self, auth: Token, id: Path<i64>) -> ApiResult<PollResponse> {
+    async fn poll(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<PollResponse, (BadRequest, Forbidden, NotFound, Conflict, BadGateway)> {
         auth.require_write()?;
         hosts::get(&self.0.db, id.0).await?;
         let report = self.0.poller.poll(id.0, true).await?;
@@ -107,11 +114,14 @@ impl PollingApi {
         method = "post",
         operation_id = "trust_host_key"
     )]
-    async fn trust(&self, auth: Token, id: Path<i64>) -> ApiResult<TrustResponse> {
+    async fn trust(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<TrustResponse, (BadRequest, Forbidden, NotFound, BadGateway)> {
         auth.require_write()?;
         hosts::get(&self.0.db, id.0).await?;
-        let key = self.0.poller.trust_host_key(id.0).await?;
-        self.0.host_changed(id.0).await;
+        let key = self.0.registry.trust_host_key(id.0).await?;
         tracing::warn!(host_id = id.0, fingerprint = %key.fingerprint, by = %auth.0.name, "host key trusted");
         Ok(TrustResponse::Ok(Json(HostKeyInfo {
             algorithm: key.algorithm,
@@ -130,31 +140,20 @@ impl PollingApi {
         method = "get",
         operation_id = "get_latest_metrics"
     )]
-    async fn latest(&self, _auth: Token, id: Path<i64>) -> ApiResult<LatestResponse> {
+    async fn latest(
+        &self,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<LatestResponse, (BadRequest, NotFound)> {
         hosts::get(&self.0.db, id.0).await?;
-        // The poller's copy is the newest; the row is rewritten only now and then.
-        let json = match self.0.poller.newest_snapshot(id.0) {
-            Some(json) => json,
-            None => latest_snapshot::Entity::find()
-                .filter(latest_snapshot::Column::HostId.eq(id.0))
-                .one(&self.0.db)
-                .await
-                .map_err(Error::from)?
-                .ok_or_else(|| {
-                    Error::NotFound(format!(
-                        "host {} has not been polled successfully yet",
-                        id.0
-                    ))
-                })?
-                .snapshot
-                .into(),
-        };
-        let snapshot: Snapshot = serde_json::from_str(&json).map_err(|e| {
-            Error::Crypto(format!(
-                "stored snapshot of host {} is unreadable: {e}",
+        let json = self.0.poller.latest_snapshot(id.0).await?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "host {} has not been polled successfully yet",
                 id.0
             ))
         })?;
+        let snapshot: Snapshot = serde_json::from_str(&json)
+            .map_err(|e| Error::stored(format!("snapshot of host {}", id.0), e))?;
         Ok(LatestResponse::Ok(Json(snapshot)))
     }
 }

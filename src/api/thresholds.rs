@@ -7,8 +7,17 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 
 use crate::{
     alerts::{self, HOST_METRICS, MetricSpec, URL_METRICS},
-    api::{ApiTags, AppState, auth::Token, error::ApiResult, ts},
+    api::{
+        ApiTags,
+        auth::Token,
+        error::{
+            ApiResult,
+            status::{BadRequest, Forbidden, Invalid, NotFound},
+        },
+        ts,
+    },
     error::{Error, Result},
+    services::Services,
     store::{
         hosts,
         thresholds::{
@@ -122,7 +131,7 @@ pub enum PutThresholdResponse {
 }
 
 /// The thresholds resource.
-pub struct ThresholdsApi(pub AppState);
+pub struct ThresholdsApi(pub Services);
 
 #[OpenApi(tag = "ApiTags::Thresholds")]
 impl ThresholdsApi {
@@ -132,7 +141,11 @@ impl ThresholdsApi {
         method = "get",
         operation_id = "list_thresholds"
     )]
-    async fn list(&self, _auth: Token, id: Path<i64>) -> ApiResult<ListThresholdsResponse> {
+    async fn list(
+        &self,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<ListThresholdsResponse, (BadRequest, NotFound)> {
         hosts::get(&self.0.db, id.0).await?;
         let rows = store::list(&self.0.db, Owner::Host(id.0)).await?;
         Ok(ListThresholdsResponse::Ok(Json(
@@ -154,12 +167,15 @@ impl ThresholdsApi {
         id: Path<i64>,
         metric: Path<String>,
         body: Json<ThresholdPut>,
-    ) -> ApiResult<PutThresholdResponse> {
+    ) -> ApiResult<PutThresholdResponse, (BadRequest, Forbidden, NotFound, Invalid)> {
         auth.require_write()?;
         hosts::get(&self.0.db, id.0).await?;
         let settings = body.0.validate(HOST_METRICS, &metric.0)?;
-        let row = store::put(&self.0.db, Owner::Host(id.0), &metric.0, &settings).await?;
-        self.0.poller.invalidate(id.0);
+        let row = self
+            .0
+            .registry
+            .put_threshold(Owner::Host(id.0), &metric.0, &settings)
+            .await?;
         Ok(PutThresholdResponse::Ok(Json(row.into())))
     }
 
@@ -172,7 +188,11 @@ impl ThresholdsApi {
         method = "get",
         operation_id = "list_url_check_thresholds"
     )]
-    async fn list_url(&self, _auth: Token, id: Path<i64>) -> ApiResult<ListThresholdsResponse> {
+    async fn list_url(
+        &self,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<ListThresholdsResponse, (BadRequest, NotFound)> {
         url_checks::get(&self.0.db, id.0).await?;
         let rows = store::list(&self.0.db, Owner::UrlCheck(id.0)).await?;
         Ok(ListThresholdsResponse::Ok(Json(
@@ -192,11 +212,15 @@ impl ThresholdsApi {
         id: Path<i64>,
         metric: Path<String>,
         body: Json<ThresholdPut>,
-    ) -> ApiResult<PutThresholdResponse> {
+    ) -> ApiResult<PutThresholdResponse, (BadRequest, Forbidden, NotFound, Invalid)> {
         auth.require_write()?;
         url_checks::get(&self.0.db, id.0).await?;
         let settings = body.0.validate(URL_METRICS, &metric.0)?;
-        let row = store::put(&self.0.db, Owner::UrlCheck(id.0), &metric.0, &settings).await?;
+        let row = self
+            .0
+            .registry
+            .put_threshold(Owner::UrlCheck(id.0), &metric.0, &settings)
+            .await?;
         Ok(PutThresholdResponse::Ok(Json(row.into())))
     }
 }

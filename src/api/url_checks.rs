@@ -1,7 +1,7 @@
 //! `/url-checks`: URLs watched for status, response time and TLS certificate expiry.
 
 use chrono::{DateTime, Utc};
-use entity::{url_check, url_check_result};
+use entity::{types::UrlErrorKind, url_check, url_check_result};
 use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Path, Query},
@@ -10,9 +10,18 @@ use poem_openapi::{
 };
 
 use crate::{
-    api::{ApiTags, AppState, auth::Token, error::ApiResult, ts},
+    api::{
+        ApiTags,
+        auth::Token,
+        error::{
+            ApiResult,
+            status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
+        },
+        ts,
+    },
     error::{Error, Result},
-    scheduler::{self, JobKey},
+    scheduler,
+    services::Services,
     store::url_checks::{self as store, UrlCheckSettings},
     urlcheck::{self, StatusSet, TIMEOUT_MS_RANGE},
     validate,
@@ -117,8 +126,7 @@ pub struct UrlCheckResult {
     pub ok: bool,
     pub status: Option<i32>,
     pub response_ms: Option<i64>,
-    /// `dns`, `connect`, `tls`, `timeout`, `status`, …
-    pub error_kind: Option<String>,
+    pub error_kind: Option<UrlErrorKind>,
     pub error: Option<String>,
     pub not_before: Option<DateTime<Utc>>,
     pub not_after: Option<DateTime<Utc>>,
@@ -226,7 +234,7 @@ fn timeout(ms: u32) -> Result<i32> {
 }
 
 /// The URL checks resource.
-pub struct UrlChecksApi(pub AppState);
+pub struct UrlChecksApi(pub Services);
 
 #[OpenApi(tag = "ApiTags::UrlChecks")]
 impl UrlChecksApi {
@@ -240,7 +248,7 @@ impl UrlChecksApi {
         &self,
         auth: Token,
         body: Json<UrlCheckCreate>,
-    ) -> ApiResult<CreateUrlCheckResponse> {
+    ) -> ApiResult<CreateUrlCheckResponse, (BadRequest, Forbidden, Conflict, Invalid)> {
         auth.require_write()?;
         let b = body.0;
         let settings = validated(UrlCheckSettings {
@@ -257,8 +265,7 @@ impl UrlChecksApi {
             enabled: b.enabled.unwrap_or(true),
             ca_pem: b.ca_pem,
         })?;
-        let row = store::create(&self.0.db, settings).await?;
-        self.0.job_changed(JobKey::UrlCheck(row.id)).await;
+        let row = self.0.registry.create_url_check(settings).await?;
         Ok(CreateUrlCheckResponse::Created(Json(row.into())))
     }
 
@@ -269,7 +276,7 @@ impl UrlChecksApi {
         _auth: Token,
         limit: Query<Option<u32>>,
         offset: Query<Option<u64>>,
-    ) -> ApiResult<ListUrlChecksResponse> {
+    ) -> ApiResult<ListUrlChecksResponse, (BadRequest,)> {
         let limit = super::limit(limit.0);
         let offset = offset.0.unwrap_or(0);
         let (items, total) = store::list(&self.0.db, limit, offset).await?;
@@ -287,7 +294,11 @@ impl UrlChecksApi {
         method = "get",
         operation_id = "get_url_check"
     )]
-    async fn get(&self, _auth: Token, id: Path<i64>) -> ApiResult<UrlCheckResponse> {
+    async fn get(
+        &self,
+        _auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<UrlCheckResponse, (BadRequest, NotFound)> {
         Ok(UrlCheckResponse::Ok(Json(
             store::get(&self.0.db, id.0).await?.into(),
         )))
@@ -304,7 +315,7 @@ impl UrlChecksApi {
         auth: Token,
         id: Path<i64>,
         body: Json<UrlCheckUpdate>,
-    ) -> ApiResult<UrlCheckResponse> {
+    ) -> ApiResult<UrlCheckResponse, (BadRequest, Forbidden, NotFound, Conflict, Invalid)> {
         auth.require_write()?;
         let current = store::get(&self.0.db, id.0).await?;
         let b = body.0;
@@ -334,8 +345,7 @@ impl UrlChecksApi {
                 MaybeUndefined::Value(v) => Some(v),
             },
         })?;
-        let row = store::update(&self.0.db, id.0, settings).await?;
-        self.0.job_changed(JobKey::UrlCheck(id.0)).await;
+        let row = self.0.registry.update_url_check(id.0, settings).await?;
         Ok(UrlCheckResponse::Ok(Json(row.into())))
     }
 
@@ -345,10 +355,13 @@ impl UrlChecksApi {
         method = "delete",
         operation_id = "delete_url_check"
     )]
-    async fn delete(&self, auth: Token, id: Path<i64>) -> ApiResult<DeleteUrlCheckResponse> {
+    async fn delete(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<DeleteUrlCheckResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;
-        store::delete(&self.0.db, id.0).await?;
-        self.0.job_changed(JobKey::UrlCheck(id.0)).await;
+        self.0.registry.delete_url_check(id.0).await?;
         Ok(DeleteUrlCheckResponse::Deleted)
     }
 
@@ -365,7 +378,7 @@ impl UrlChecksApi {
         _auth: Token,
         id: Path<i64>,
         limit: Query<Option<u32>>,
-    ) -> ApiResult<UrlCheckResultsResponse> {
+    ) -> ApiResult<UrlCheckResultsResponse, (BadRequest, NotFound)> {
         let rows = store::results(&self.0.db, id.0, super::limit(limit.0)).await?;
         Ok(UrlCheckResultsResponse::Ok(Json(
             rows.into_iter().map(UrlCheckResult::from).collect(),
@@ -381,7 +394,11 @@ impl UrlChecksApi {
         method = "post",
         operation_id = "run_url_check"
     )]
-    async fn run(&self, auth: Token, id: Path<i64>) -> ApiResult<RunUrlCheckResponse> {
+    async fn run(
+        &self,
+        auth: Token,
+        id: Path<i64>,
+    ) -> ApiResult<RunUrlCheckResponse, (BadRequest, Forbidden, NotFound, Invalid)> {
         auth.require_write()?;
         let row = self.0.url_checks.run(id.0).await?;
         Ok(RunUrlCheckResponse::Ok(Json(row.into())))

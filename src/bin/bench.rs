@@ -25,11 +25,11 @@ use std::{
 
 use entity::{host, poll};
 use hostwatch::{
-    api::AppState,
     crypto::SecretBox,
     poller::PollerSettings,
     probe::PROBE_SCRIPT,
-    scheduler::{self, PollScheduler},
+    scheduler,
+    services::Services,
     ssh::client::{self, Auth, HostKeyPolicy, Target},
     store::{
         self,
@@ -100,7 +100,7 @@ fn rss_kib() -> (u64, u64) {
     (get("VmRSS:"), get("VmHWM:"))
 }
 
-async fn state(dir: &std::path::Path, poll_timeout: Duration) -> AppState {
+async fn state(dir: &std::path::Path, poll_timeout: Duration) -> Services {
     let db = store::connect(&format!(
         "sqlite://{}?mode=rwc",
         dir.join("bench.db").display()
@@ -113,7 +113,7 @@ async fn state(dir: &std::path::Path, poll_timeout: Duration) -> AppState {
         enroll_on_create: false,
         ..Default::default()
     };
-    AppState::new(
+    Services::start(
         db,
         SecretBox::load(None, dir).expect("master key"),
         settings,
@@ -122,7 +122,7 @@ async fn state(dir: &std::path::Path, poll_timeout: Duration) -> AppState {
 
 /// Registers a host and marks it enrolled (the benchmark measures steady-state polling).
 async fn add_host(
-    state: &AppState,
+    state: &Services,
     name: String,
     port: u16,
     username: &str,
@@ -150,7 +150,7 @@ async fn add_host(
     view.host.id
 }
 
-async fn mark_enrolled(state: &AppState) {
+async fn mark_enrolled(state: &Services) {
     host::Entity::update_many()
         .col_expr(host::Column::EnrolledAt, Expr::value(store::now_ms()))
         .col_expr(host::Column::Status, Expr::value("ok"))
@@ -165,7 +165,7 @@ async fn mark_enrolled(state: &AppState) {
 /// neighbours' as in a young database. One statement per 10 s step, hosts in id order: one
 /// statement for the whole hour needed a sort of every row, which SQLite keeps in memory
 /// (`temp_store`), and the process's peak RSS would have been the setup's, not the poller's.
-async fn age_history(state: &AppState, minutes: u64) {
+async fn age_history(state: &Services, minutes: u64) {
     use sea_orm::ConnectionTrait;
     let end = store::now_ms() - 10_000;
     let start = end - minutes as i64 * 60_000;
@@ -431,9 +431,7 @@ async fn part_b(args: &[String]) {
     mark_enrolled(&st).await;
     age_history(&st, history_minutes).await;
     let (rss_before, _) = rss_kib();
-    let scheduler = PollScheduler::start(st.poller.clone(), st.url_checks.clone(), max_concurrent)
-        .await
-        .expect("scheduler");
+    let scheduler = st.run_scheduler(max_concurrent).await.expect("scheduler");
     let setup_s = setup.elapsed().as_secs_f64();
 
     // Warm-up: every host connected and polled once (or 90 s).
@@ -455,7 +453,7 @@ async fn part_b(args: &[String]) {
     tokio::time::sleep(Duration::from_millis((PERIOD_MS - now % PERIOD_MS) as u64)).await;
     let t0 = store::now_ms();
     let sim_pids: Vec<u32> = sims.iter().filter_map(|s| s.id()).collect();
-    let dials0 = st.poller.pool.dials();
+    let dials0 = st.poller.dials();
     let writer0 = st.poller.writer_stats();
     let (rss_window_start, _) = rss_kib();
     let cpu0 = cpu_seconds();
@@ -463,7 +461,7 @@ async fn part_b(args: &[String]) {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let cpu1 = cpu_seconds();
     let sim_cpu1 = children_cpu_seconds(&sim_pids);
-    let dials = st.poller.pool.dials() - dials0;
+    let dials = st.poller.dials() - dials0;
     let writer1 = st.poller.writer_stats();
     let t1 = store::now_ms();
     let (rss_after, hwm) = rss_kib();

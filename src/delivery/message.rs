@@ -6,7 +6,10 @@
 //! `parse_mode: HTML`. Email: a plain-text body.
 
 use chrono::{DateTime, Utc};
-use entity::notification;
+use entity::{
+    notification,
+    types::{Event, Level, NotificationState},
+};
 use serde_json::{Value, json};
 
 /// What the notification is about.
@@ -29,6 +32,9 @@ pub enum About {
 pub struct Message {
     pub notification: notification::Model,
     pub about: About,
+    /// A test message (`POST /channels/{id}/test`): its kind and event read `test`, and it is
+    /// about no alert.
+    pub test: bool,
 }
 
 fn time(ms: i64) -> String {
@@ -46,12 +52,21 @@ fn num(v: f64) -> String {
 }
 
 impl Message {
+    /// The event as sent: the notification's, or `test`.
+    fn event(&self) -> Option<&'static str> {
+        if self.test {
+            Some("test")
+        } else {
+            self.notification.event.map(Event::as_str)
+        }
+    }
+
     /// The subject line: `[CRITICAL] title` / `[RESOLVED] title`.
     pub fn subject(&self) -> String {
-        let tag = if self.notification.state == "resolved" {
+        let tag = if self.notification.state == NotificationState::Resolved {
             "RESOLVED".to_owned()
         } else {
-            self.notification.level.to_uppercase()
+            self.notification.level.as_str().to_uppercase()
         };
         format!("[{tag}] {}", self.notification.title)
     }
@@ -82,12 +97,8 @@ impl Message {
             (Some(v), None) => out.push(("Value", num(v))),
             _ => {}
         }
-        out.push(("Level", n.level.clone()));
-        let event = n
-            .event
-            .as_deref()
-            .map(|e| format!(" ({e})"))
-            .unwrap_or_default();
+        out.push(("Level", n.level.to_string()));
+        let event = self.event().map(|e| format!(" ({e})")).unwrap_or_default();
         out.push(("State", format!("{}{event}", n.state)));
         out.push(("Time", time(n.created_at)));
         out
@@ -119,14 +130,14 @@ impl Message {
         };
         json!({
             "id": n.id,
-            "kind": n.kind,
+            "kind": if self.test { "test" } else { n.kind.as_str() },
             "host_id": n.host_id,
             "url_check_id": n.url_check_id,
             "metric": n.metric,
             "label": n.label,
             "level": n.level,
             "state": n.state,
-            "event": n.event,
+            "event": self.event(),
             "value": n.value,
             "threshold": n.threshold,
             "title": n.title,
@@ -139,14 +150,11 @@ impl Message {
 
     /// A Slack incoming-webhook body.
     pub fn slack_payload(&self) -> Value {
-        let icon = match (
-            self.notification.state.as_str(),
-            self.notification.level.as_str(),
-        ) {
-            ("resolved", _) => ":white_check_mark:",
-            (_, "critical") => ":red_circle:",
-            (_, "warning") => ":warning:",
-            _ => ":information_source:",
+        let icon = match (self.notification.state, self.notification.level) {
+            (NotificationState::Resolved, _) => ":white_check_mark:",
+            (_, Level::Critical) => ":red_circle:",
+            (_, Level::Warning) => ":warning:",
+            (_, Level::Info) => ":information_source:",
         };
         let facts: String = self
             .facts()
@@ -207,6 +215,8 @@ fn truncate(s: &str, max_chars: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use entity::types::AlertKind;
+
     use super::*;
 
     fn sample() -> Message {
@@ -215,12 +225,12 @@ mod tests {
                 id: 7,
                 host_id: Some(1),
                 url_check_id: None,
-                kind: "threshold".into(),
+                kind: AlertKind::Threshold,
                 metric: Some("disk.used_pct".into()),
                 label: Some("/var".into()),
-                level: "critical".into(),
-                state: "firing".into(),
-                event: Some("fired".into()),
+                level: Level::Critical,
+                state: NotificationState::Firing,
+                event: Some(Event::Fired),
                 value: Some(96.5),
                 threshold: Some(95.0),
                 title: "web-1: disk.used_pct /var is critical (96.5 ≥ 95)".into(),
@@ -233,6 +243,7 @@ mod tests {
                 address: "10.0.0.5".into(),
                 port: 22,
             },
+            test: false,
         }
     }
 

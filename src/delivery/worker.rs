@@ -12,24 +12,28 @@ use std::{
     time::{Duration, Instant},
 };
 
-use entity::{delivery, host, notification, url_check};
+use entity::{
+    delivery, notification,
+    types::{AlertKind, ChannelKind, Level, NotificationState},
+};
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
     message::{Mailbox, header::ContentType},
     transport::smtp::authentication::Credentials,
 };
-use sea_orm::{DatabaseConnection, EntityTrait};
-use tokio::sync::watch;
+use sea_orm::DatabaseConnection;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::message::{About, Message};
 use crate::{
+    channel::SmtpTls,
     crypto::SecretBox,
     error::{Error, Result},
     store::{
         channels::{self, ChannelSettings},
-        deliveries,
-        notifications::NotificationHub,
-        now_ms,
+        deliveries, hosts,
+        notifications::{self, NotificationHub},
+        now_ms, url_checks,
     },
 };
 
@@ -103,7 +107,7 @@ impl Sender {
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Crypto(e.to_string()))?
+        .map_err(|e| Error::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
         let http = reqwest::Client::builder()
@@ -112,7 +116,7 @@ impl Sender {
             .user_agent(concat!("hostwatch/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
             .build()
-            .map_err(|e| Error::Crypto(e.to_string()))?;
+            .map_err(|e| Error::Tls(e.to_string()))?;
         Ok(Self { http, timeout })
     }
 
@@ -140,20 +144,20 @@ impl Sender {
     /// Sends `msg` through a channel; `Err` says why it was not accepted.
     pub async fn send(&self, ch: &ChannelSettings, msg: &Message) -> Result<(), String> {
         let work = async {
-            match ch.kind.as_str() {
-                "webhook" => {
+            match ch.kind {
+                ChannelKind::Webhook => {
                     let url = ch.public.url.as_deref().ok_or("no url")?;
                     self.post_json(url, &ch.secret.headers, &msg.webhook_payload())
                         .await
                         .map(|_| ())
                 }
-                "slack" => {
+                ChannelKind::Slack => {
                     let url = ch.secret.webhook_url.as_deref().ok_or("no webhook_url")?;
                     self.post_json(url, &BTreeMap::new(), &msg.slack_payload())
                         .await
                         .map(|_| ())
                 }
-                "telegram" => {
+                ChannelKind::Telegram => {
                     let token = ch.secret.bot_token.as_deref().ok_or("no bot_token")?;
                     let chat = ch.public.chat_id.as_deref().ok_or("no chat_id")?;
                     let base = ch
@@ -180,8 +184,7 @@ impl Sender {
                         ))
                     }
                 }
-                "email" => self.send_email(ch, msg).await,
-                other => Err(format!("unknown channel kind {other}")),
+                ChannelKind::Email => self.send_email(ch, msg).await,
             }
         };
         tokio::time::timeout(self.timeout, work)
@@ -206,13 +209,13 @@ impl Sender {
             .header(ContentType::TEXT_PLAIN)
             .body(msg.plain_text())
             .map_err(|e| e.to_string())?;
-        let mut transport = match p.tls.as_deref().unwrap_or("starttls") {
-            "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+        let mut transport = match p.tls.unwrap_or(SmtpTls::Starttls) {
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
                 .port(p.smtp_port.unwrap_or(25)),
-            "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
                 .map_err(|e| e.to_string())?
                 .port(p.smtp_port.unwrap_or(465)),
-            _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
                 .map_err(|e| e.to_string())?
                 .port(p.smtp_port.unwrap_or(587)),
         }
@@ -246,6 +249,8 @@ pub struct DeliveryService {
     sender: Sender,
     settings: DeliverySettings,
     busy: Mutex<HashSet<i64>>,
+    /// Where each channel's sending task is spawned.
+    tasks: TaskTracker,
 }
 
 impl DeliveryService {
@@ -254,6 +259,7 @@ impl DeliveryService {
         secrets: Arc<SecretBox>,
         hub: NotificationHub,
         settings: DeliverySettings,
+        tasks: TaskTracker,
     ) -> Result<Self> {
         Ok(Self {
             db,
@@ -262,11 +268,12 @@ impl DeliveryService {
             sender: Sender::new(settings.timeout)?,
             settings,
             busy: Default::default(),
+            tasks,
         })
     }
 
-    /// Runs until `stop` turns true: wakes on new notifications and every tick.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop` is cancelled: wakes on new notifications and every tick.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut wake = self.hub.subscribe();
         loop {
             if let Err(e) = self.dispatch().await {
@@ -275,7 +282,7 @@ impl DeliveryService {
             tokio::select! {
                 _ = wake.changed() => {}
                 _ = tokio::time::sleep(self.settings.tick) => {}
-                _ = stop.changed() => return,
+                () = stop.cancelled() => return,
             }
         }
     }
@@ -292,7 +299,7 @@ impl DeliveryService {
                 continue;
             }
             let me = self.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 if let Err(e) = me.send_rows(channel_id, rows).await {
                     tracing::warn!(channel_id, error = %e, "delivery failed");
                 }
@@ -334,16 +341,12 @@ impl DeliveryService {
     }
 
     async fn message(&self, notification_id: i64) -> Result<Option<Message>> {
-        let Some(n) = notification::Entity::find_by_id(notification_id)
-            .one(&self.db)
-            .await?
-        else {
+        let Some(n) = notifications::find(&self.db, notification_id).await? else {
             return Ok(None);
         };
         let about = match (n.host_id, n.url_check_id) {
             (Some(h), _) => {
-                host::Entity::find_by_id(h)
-                    .one(&self.db)
+                hosts::find(&self.db, h)
                     .await?
                     .map_or(About::Nothing, |h| About::Host {
                         name: h.name,
@@ -351,8 +354,7 @@ impl DeliveryService {
                         port: h.port,
                     })
             }
-            (None, Some(u)) => url_check::Entity::find_by_id(u)
-                .one(&self.db)
+            (None, Some(u)) => url_checks::find(&self.db, u)
                 .await?
                 .map_or(About::Nothing, |c| About::UrlCheck {
                     name: c.name,
@@ -363,6 +365,7 @@ impl DeliveryService {
         Ok(Some(Message {
             notification: n,
             about,
+            test: false,
         }))
     }
 
@@ -375,12 +378,12 @@ impl DeliveryService {
                 id: 0,
                 host_id: None,
                 url_check_id: None,
-                kind: "test".into(),
+                kind: AlertKind::Threshold,
                 metric: None,
                 label: None,
-                level: "info".into(),
-                state: "firing".into(),
-                event: Some("test".into()),
+                level: Level::Info,
+                state: NotificationState::Firing,
+                event: None,
                 value: None,
                 threshold: None,
                 title: format!("hostwatch test message for channel {}", row.name),
@@ -389,6 +392,7 @@ impl DeliveryService {
                 read_at: None,
             },
             about: About::Nothing,
+            test: true,
         };
         let started = Instant::now();
         let result = self.sender.send(&settings, &msg).await;

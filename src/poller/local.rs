@@ -35,18 +35,10 @@ pub async fn run_probe(shell: &str) -> Result<String> {
     drop(stdin);
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
-        .map_err(|_| {
-            Error::io(
-                "probe",
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "ran over 30 s"),
-            )
-        })?
+        .map_err(|_| Error::Probe(format!("{shell} ran over 30 s")))?
         .map_err(|e| Error::io("probe", e))?;
     if !out.status.success() {
-        return Err(Error::io(
-            "probe",
-            std::io::Error::other(format!("{shell} exited with {}", out.status)),
-        ));
+        return Err(Error::Probe(format!("{shell} exited with {}", out.status)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

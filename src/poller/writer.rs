@@ -15,21 +15,24 @@
 use std::{
     collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
 };
 
-use entity::{host, latest_snapshot, notification, poll};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, TransactionTrait,
-    sea_query::{CaseStatement, Expr, ExprTrait, OnConflict, Query, SimpleExpr},
-};
+use entity::notification;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
+use super::{Prepared, who};
 use crate::{
+    alerts::evaluate::{self, ThresholdRule},
     error::{Error, Result},
     probe::MetricValue,
+    store::{
+        alerts,
+        polls::{self, HostTimes, LatestRow, OkPoll, ladder_chunks},
+    },
 };
 
 /// Most results written in one transaction.
@@ -47,13 +50,13 @@ const GAP: std::time::Duration = std::time::Duration::from_millis(4);
 const QUEUE: usize = 4096;
 
 /// What a successful poll leaves to be stored.
-pub(crate) struct SuccessRecord {
+pub(super) struct SuccessRecord {
     /// The polled host as the poll saw it (shared with the poller's cache, not copied).
-    pub prepared: Arc<super::Prepared>,
-    pub thresholds: Arc<Vec<entity::threshold::Model>>,
+    pub prepared: Arc<Prepared>,
+    pub rules: Arc<Vec<ThresholdRule>>,
     pub started_ms: i64,
     pub duration_ms: i64,
-    /// When the snapshot was taken (its samples' time).
+    /// When the snapshot was taken (its values' time).
     pub ts: i64,
     /// The `latest_snapshots` row, when this poll is one that refreshes it and the host's row
     /// (see [`super::LATEST_ROW_EVERY_MS`]).
@@ -61,16 +64,8 @@ pub(crate) struct SuccessRecord {
     pub values: Vec<MetricValue>,
 }
 
-/// A host's newest snapshot and counters as its `latest_snapshots` row stores them.
-pub(crate) struct LatestRow {
-    pub host_id: i64,
-    pub taken_at: i64,
-    pub snapshot_json: Arc<str>,
-    pub counters_json: String,
-}
-
 impl SuccessRecord {
-    fn host(&self) -> &host::Model {
+    fn host(&self) -> &entity::host::Model {
         &self.prepared.host
     }
 }
@@ -110,11 +105,27 @@ impl Pace {
     }
 }
 
-/// A handle to the writer task, started on first use.
-#[derive(Debug, Default)]
-pub(crate) struct PollWriter {
-    queue: std::sync::OnceLock<mpsc::Sender<Queued>>,
+/// A handle to the writer task: [`PollWriter::start`] gives the task to spawn,
+/// [`PollWriter::close`] lets it end once what is queued is stored.
+#[derive(Debug)]
+pub(super) struct PollWriter {
+    queue: Mutex<Option<mpsc::Sender<Queued>>>,
+    /// Taken by the task when it starts.
+    receiver: Mutex<Option<mpsc::Receiver<Queued>>>,
+    started: std::sync::atomic::AtomicBool,
     stats: Arc<Counters>,
+}
+
+impl Default for PollWriter {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Self {
+            queue: Mutex::new(Some(tx)),
+            receiver: Mutex::new(Some(rx)),
+            started: Default::default(),
+            stats: Default::default(),
+        }
+    }
 }
 
 /// What the writer has done since it started.
@@ -151,34 +162,53 @@ impl PollWriter {
         }
     }
 
+    /// The writer task over `db`, to spawn once.
+    ///
+    /// # Panics
+    /// When called twice: one writer orders each host's rows.
+    pub fn start(
+        &self,
+        db: DatabaseConnection,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let rx = self
+            .receiver
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .expect("the poll writer is started once");
+        self.started.store(true, Ordering::Release);
+        run(db, rx, self.stats.clone())
+    }
+
+    /// Takes no more results; the task stores those queued and ends.
+    pub fn close(&self) {
+        self.queue.lock().expect("not poisoned").take();
+    }
+
     /// Stores a poll's result with others waiting; returns the notifications it wrote once they
     /// are committed.
-    pub async fn store(
-        &self,
-        db: &DatabaseConnection,
-        record: SuccessRecord,
-    ) -> Result<Vec<notification::Model>> {
-        let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(run(db.clone(), rx, self.stats.clone()));
-            tx
-        });
+    pub async fn store(&self, record: SuccessRecord) -> Result<Vec<notification::Model>> {
+        let stopped = || Error::Internal("the poll writer is not running".into());
+        if !self.started.load(Ordering::Acquire) {
+            return Err(stopped());
+        }
+        let queue = self
+            .queue
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .ok_or_else(stopped)?;
         let (reply, answer) = oneshot::channel();
-        let closed = || {
-            Error::io(
-                "poll writer",
-                std::io::Error::other("the writer task has stopped"),
-            )
-        };
         queue
             .send((record, reply, std::time::Instant::now()))
             .await
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+            .map_err(|_| stopped())?;
+        drop(queue);
+        answer.await.map_err(|_| stopped())?
     }
 }
 
-/// The writer task: ends when the poller (every sender) is gone.
+/// The writer task: ends when the queue is closed and empty.
 async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Queued>, stats: Arc<Counters>) {
     let mut carried = None;
     let mut pace = Pace::default();
@@ -247,64 +277,23 @@ async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Queued>, stats: A
     }
 }
 
-/// Splits `items` into chunks whose lengths come from a short fixed ladder (`top`, `top`/4, …,
-/// 1; `top` a power of 4), so the database sees a handful of distinct statements whatever the
-/// batch size and its statement cache keeps them prepared.
-pub(crate) fn ladder_chunks<T>(mut items: &[T], top: usize) -> Vec<&[T]> {
-    debug_assert!(top.is_power_of_two() && top.trailing_zeros().is_multiple_of(2));
-    let mut chunks = Vec::new();
-    let mut size = top;
-    while !items.is_empty() {
-        while size > items.len() {
-            size /= 4;
-        }
-        let (chunk, rest) = items.split_at(size);
-        chunks.push(chunk);
-        items = rest;
-    }
-    chunks
-}
-
 /// Writes `records` in one transaction; returns each one's notifications, in order.
 async fn write_batch(
     db: &DatabaseConnection,
     records: &[SuccessRecord],
 ) -> Result<Vec<Vec<notification::Model>>> {
-    use poll::Column as Poll;
-
     let txn = db.begin().await?;
     let latest: Vec<&LatestRow> = records.iter().filter_map(|r| r.latest.as_ref()).collect();
-    upsert_latest(&txn, &latest).await?;
-    // The poll's values ride in its own row: one row and one per-host index entry per poll
-    // (see the `000006` migration).
-    insert_rows(
-        &txn,
-        records,
-        poll::Entity,
-        [
-            Poll::HostId,
-            Poll::StartedAt,
-            Poll::DurationMs,
-            Poll::Outcome,
-            Poll::SampledAt,
-            Poll::SampleCount,
-            Poll::Samples,
-        ],
-        |r| {
-            [
-                r.host().id.into(),
-                r.started_ms.into(),
-                r.duration_ms.into(),
-                "ok".into(),
-                r.ts.into(),
-                (r.values.len() as i32).into(),
-                crate::store::history::pack(&r.values).into(),
-            ]
-        },
-        None,
-    )
-    .await?;
-
+    let polls: Vec<OkPoll<'_>> = records
+        .iter()
+        .map(|r| OkPoll {
+            host_id: r.host().id,
+            started_ms: r.started_ms,
+            duration_ms: r.duration_ms,
+            sampled_ms: r.ts,
+            values: &r.values,
+        })
+        .collect();
     // The host's row goes with its `latest_snapshots` row (see `LATEST_ROW_EVERY_MS`).
     let times: Vec<HostTimes> = records
         .iter()
@@ -315,143 +304,31 @@ async fn write_batch(
             ok_at: r.ts,
         })
         .collect();
-    write_host_times(&txn, &times, true).await?;
+    polls::write_ok(&txn, &polls, &latest, &times).await?;
 
     let mut states = HashMap::new();
     for chunk in ladder_chunks(records, 256) {
-        states
-            .extend(crate::evaluator::host_states(&txn, chunk.iter().map(|r| r.host().id)).await?);
+        states.extend(alerts::of_hosts(&txn, chunk.iter().map(|r| r.host().id)).await?);
     }
     let mut written = Vec::with_capacity(records.len());
     for r in records {
         let stored = states.get(&r.host().id).map(Vec::as_slice).unwrap_or(&[]);
-        let mut notes = if r.thresholds.is_empty() {
+        let changes = evaluate::after_poll(who(r.host()), &r.rules, stored, &r.values, r.ts);
+        written.push(if changes.is_empty() {
             Vec::new()
         } else {
-            crate::evaluator::evaluate_thresholds(
-                &txn,
-                r.host(),
-                &r.thresholds,
-                stored,
-                &r.values,
-                r.ts,
-            )
-            .await?
-        };
-        notes.extend(crate::evaluator::record_reachable(&txn, r.host(), stored, r.ts).await?);
-        written.push(notes);
+            alerts::apply(&txn, changes, r.ts).await?
+        });
     }
     txn.commit().await?;
     Ok(written)
-}
-
-/// A host's newest successful poll, as its row records it.
-pub(crate) struct HostTimes {
-    pub host_id: i64,
-    /// When the poll started (`last_poll_at`).
-    pub polled_at: i64,
-    /// When its snapshot was taken (`last_ok_at`).
-    pub ok_at: i64,
-}
-
-/// Moves the hosts' `last_poll_at` and `last_ok_at` forward to `rows`, never back (a failed
-/// poll recorded meanwhile may have set a later `last_poll_at`); with `mark_ok`, also sets
-/// their status to ok.
-pub(crate) async fn write_host_times(
-    db: &impl ConnectionTrait,
-    rows: &[HostTimes],
-    mark_ok: bool,
-) -> Result<()> {
-    use host::Column as Host;
-    let later = |column: Host, value: i64| -> SimpleExpr {
-        CaseStatement::new()
-            .case(Expr::col(column).gt(value), Expr::col(column))
-            .finally(value)
-            .into()
-    };
-    // CASE over the chunk's ids: kept short, it is evaluated for each updated row.
-    for chunk in ladder_chunks(rows, 64) {
-        let mut polled = CaseStatement::new();
-        let mut ok = CaseStatement::new();
-        for r in chunk {
-            polled = polled.case(Host::Id.eq(r.host_id), later(Host::LastPollAt, r.polled_at));
-            ok = ok.case(Host::Id.eq(r.host_id), later(Host::LastOkAt, r.ok_at));
-        }
-        let mut update = Query::update();
-        update
-            .table(host::Entity)
-            .value(Host::LastPollAt, polled)
-            .value(Host::LastOkAt, ok)
-            .and_where(Host::Id.is_in(chunk.iter().map(|r| r.host_id)));
-        if mark_ok {
-            update
-                .value(Host::Status, super::status::OK)
-                .value(Host::StatusMessage, Option::<String>::None);
-        }
-        db.execute(&update).await?;
-    }
-    Ok(())
-}
-
-/// Writes `rows` over the hosts' `latest_snapshots` rows (creating the missing ones).
-pub(crate) async fn upsert_latest(db: &impl ConnectionTrait, rows: &[&LatestRow]) -> Result<()> {
-    use latest_snapshot::Column as Latest;
-    insert_rows(
-        db,
-        rows,
-        latest_snapshot::Entity,
-        [
-            Latest::HostId,
-            Latest::TakenAt,
-            Latest::Snapshot,
-            Latest::Counters,
-        ],
-        |r| {
-            [
-                r.host_id.into(),
-                r.taken_at.into(),
-                r.snapshot_json.as_ref().into(),
-                r.counters_json.as_str().into(),
-            ]
-        },
-        Some(
-            OnConflict::column(Latest::HostId)
-                .update_columns([Latest::TakenAt, Latest::Snapshot, Latest::Counters])
-                .to_owned(),
-        ),
-    )
-    .await
-}
-
-/// One multi-row INSERT per ladder chunk of `records`: `row` gives each record's values for
-/// `columns`, `on_conflict` what a row that exists already does.
-async fn insert_rows<R, const N: usize, C: sea_orm::sea_query::IntoIden + Copy>(
-    txn: &impl ConnectionTrait,
-    records: &[R],
-    table: impl sea_orm::sea_query::IntoTableRef + Copy,
-    columns: [C; N],
-    row: impl Fn(&R) -> [sea_orm::sea_query::SimpleExpr; N],
-    on_conflict: Option<OnConflict>,
-) -> Result<()> {
-    for chunk in ladder_chunks(records, 256) {
-        let mut insert = Query::insert();
-        insert.into_table(table).columns(columns);
-        for r in chunk {
-            insert.values_panic(row(r));
-        }
-        if let Some(conflict) = &on_conflict {
-            insert.on_conflict(conflict.clone());
-        }
-        txn.execute(&insert).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{GAP, Pace, ladder_chunks};
+    use super::{GAP, Pace};
 
     #[test]
     fn pace_waits_only_when_results_come_often() {
@@ -491,22 +368,5 @@ mod tests {
             pace.arrived(at);
         }
         assert!(pace.worth_waiting());
-    }
-
-    #[test]
-    fn ladder_covers_everything_with_few_sizes() {
-        let items: Vec<u32> = (0..1000).collect();
-        let chunks = ladder_chunks(&items, 256);
-        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![256, 256, 256, 64, 64, 64, 16, 16, 4, 4]);
-        let joined: Vec<u32> = chunks.concat();
-        assert_eq!(joined, items);
-        assert!(ladder_chunks::<u32>(&[], 64).is_empty());
-        assert_eq!(ladder_chunks(&[7], 1024), vec![&[7][..]]);
-        let sizes: Vec<usize> = ladder_chunks(&[0u8; 7], 4)
-            .iter()
-            .map(|c| c.len())
-            .collect();
-        assert_eq!(sizes, vec![4, 1, 1, 1]);
     }
 }

@@ -8,6 +8,7 @@
 pub mod cpu;
 pub mod df;
 pub mod diskstats;
+pub mod enrollment;
 pub mod memory;
 pub mod net;
 pub mod nvidia;

@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use entity::types::PollErrorKind;
 use russh::{
     ChannelMsg, Disconnect,
     client::{self, Handle},
@@ -81,14 +82,14 @@ pub enum SshError {
 
 impl SshError {
     /// A short, stable class of failure.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> PollErrorKind {
         match self {
-            Self::Connect { .. } => "connect",
-            Self::Timeout(..) => "timeout",
-            Self::HostKeyMismatch { .. } => "host_key_mismatch",
-            Self::AuthFailed(_) => "auth_failed",
-            Self::OutputTooLarge(_) => "output_too_large",
-            Self::Protocol(_) => "protocol",
+            Self::Connect { .. } => PollErrorKind::Connect,
+            Self::Timeout(..) => PollErrorKind::Timeout,
+            Self::HostKeyMismatch { .. } => PollErrorKind::HostKeyMismatch,
+            Self::AuthFailed(_) => PollErrorKind::AuthFailed,
+            Self::OutputTooLarge(_) => PollErrorKind::OutputTooLarge,
+            Self::Protocol(_) => PollErrorKind::Protocol,
         }
     }
 }

@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use entity::types::PollErrorKind;
 use russh::keys::PublicKey;
 use tokio::time::Instant;
 
@@ -22,10 +23,24 @@ use super::client::{self, ExecOutput, Session, SshError, Target};
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_AUTH_BACKOFF: Duration = Duration::from_secs(300);
 
+/// What a connection was made with: when any of it changes, the connection is dropped and the
+/// host dialled again. (Pinning the key seen on first use does not change it: that is not a
+/// reason to re-dial; re-trusting a key drops the connection explicitly.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnIdentity {
+    pub address: String,
+    pub port: u16,
+    pub username: String,
+    /// The stored credential's row and its last change.
+    pub credential_id: i64,
+    pub credential_updated_at: i64,
+    pub expected_fingerprint: Option<String>,
+}
+
 #[derive(Default)]
 struct SlotState {
     session: Option<Session>,
-    identity: String,
+    identity: ConnIdentity,
     failures: u32,
     retry_at: Option<Instant>,
     last_error: Option<String>,
@@ -79,10 +94,10 @@ pub enum PoolError {
 
 impl PoolError {
     /// A short, stable class of failure.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> PollErrorKind {
         match self {
             Self::Ssh(e) => e.kind(),
-            Self::Backoff(..) => "backoff",
+            Self::Backoff(..) => PollErrorKind::Backoff,
         }
     }
 }
@@ -143,7 +158,7 @@ impl SshPool {
         &self,
         host_id: i64,
         target: &Target,
-        identity: &str,
+        identity: &ConnIdentity,
         job: Job<'_>,
     ) -> Result<PoolRun, PoolError> {
         let Job {
@@ -157,12 +172,12 @@ impl SshPool {
         let mut state = tokio::time::timeout_at(deadline, slot.lock())
             .await
             .map_err(|_| SshError::Timeout(budget, "waiting for the host's previous poll"))?;
-        if state.identity != identity {
+        if state.identity != *identity {
             if let Some(old) = state.session.take() {
                 old.close().await;
             }
             *state = SlotState {
-                identity: identity.to_owned(),
+                identity: identity.clone(),
                 ..Default::default()
             };
         }

@@ -1,14 +1,17 @@
 //! Notification channels (settings JSON plus sealed secrets) and their delivery log.
 
-use entity::{channel, delivery, host};
+use entity::{
+    channel, delivery, host,
+    types::{ChannelKind, Level},
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
 };
 
 use crate::{
+    channel::{PublicSettings, SecretSettings},
     crypto::SecretBox,
-    delivery::{PublicSettings, SecretSettings},
     error::{Error, Result},
     store::now_ms,
 };
@@ -20,9 +23,9 @@ pub const SECRETS_PURPOSE: &str = "channel.secrets";
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {
     pub name: String,
-    pub kind: String,
+    pub kind: ChannelKind,
     pub enabled: bool,
-    pub min_level: String,
+    pub min_level: Level,
     pub host_id: Option<i64>,
     pub label: Option<String>,
     pub public: PublicSettings,
@@ -36,20 +39,20 @@ fn not_found(id: i64) -> Error {
 /// Reads a stored channel back into settings, opening its secrets.
 pub fn settings_of(secrets: &SecretBox, row: &channel::Model) -> Result<ChannelSettings> {
     let public: PublicSettings = serde_json::from_str(&row.settings)
-        .map_err(|e| Error::Crypto(format!("channel {} settings are unreadable: {e}", row.id)))?;
+        .map_err(|e| Error::stored(format!("settings of channel {}", row.id), e))?;
     let secret = match &row.secrets_enc {
         Some(sealed) => {
             let json = secrets.open_str(SECRETS_PURPOSE, sealed)?;
             serde_json::from_str(&json)
-                .map_err(|_| Error::Crypto(format!("channel {} secrets are unreadable", row.id)))?
+                .map_err(|e| Error::stored(format!("secrets of channel {}", row.id), e))?
         }
         None => SecretSettings::default(),
     };
     Ok(ChannelSettings {
         name: row.name.clone(),
-        kind: row.kind.clone(),
+        kind: row.kind,
         enabled: row.enabled,
-        min_level: row.min_level.clone(),
+        min_level: row.min_level,
         host_id: row.host_id,
         label: row.label.clone(),
         public,
@@ -85,9 +88,9 @@ async fn check_refs(
 
 fn apply(secrets: &SecretBox, model: &mut channel::ActiveModel, s: &ChannelSettings) -> Result<()> {
     model.name = Set(s.name.clone());
-    model.kind = Set(s.kind.clone());
+    model.kind = Set(s.kind);
     model.enabled = Set(s.enabled);
-    model.min_level = Set(s.min_level.clone());
+    model.min_level = Set(s.min_level);
     model.host_id = Set(s.host_id);
     model.label = Set(s.label.clone());
     model.settings = Set(serde_json::to_string(&s.public).expect("settings serialise"));

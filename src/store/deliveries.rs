@@ -1,28 +1,13 @@
 //! The delivery outbox: one row per (notification, matching channel), created in the
 //! notification's own transaction, then sent, retried or given up by the delivery worker.
 
-use entity::{channel, delivery, host_label, notification, url_check};
+use entity::{channel, delivery, host_label, notification, types::DeliveryStatus, url_check};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
 };
 
 use crate::{error::Result, store::now_ms};
-
-/// Delivery statuses.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const SENT: &str = "sent";
-    pub const FAILED: &str = "failed";
-}
-
-fn rank(level: &str) -> u8 {
-    match level {
-        "critical" => 2,
-        "warning" => 1,
-        _ => 0,
-    }
-}
 
 /// Creates the delivery rows of a new notification: one per enabled channel whose level, host
 /// and label filters it passes. A URL check attached to a host counts as that host's.
@@ -55,13 +40,13 @@ pub async fn enqueue(db: &impl ConnectionTrait, n: &notification::Model) -> Resu
     let now = now_ms();
     let rows: Vec<delivery::ActiveModel> = channels
         .iter()
-        .filter(|c| rank(&n.level) >= rank(&c.min_level))
+        .filter(|c| n.level >= c.min_level)
         .filter(|c| c.host_id.is_none() || c.host_id == host_id)
         .filter(|c| c.label.as_ref().is_none_or(|l| labels.contains(l)))
         .map(|c| delivery::ActiveModel {
             channel_id: Set(c.id),
             notification_id: Set(n.id),
-            status: Set(status::PENDING.into()),
+            status: Set(DeliveryStatus::Pending),
             attempts: Set(0),
             next_attempt_at: Set(now),
             created_at: Set(now),
@@ -80,7 +65,7 @@ pub async fn due(
     limit: u64,
 ) -> Result<Vec<delivery::Model>> {
     Ok(delivery::Entity::find()
-        .filter(delivery::Column::Status.eq(status::PENDING))
+        .filter(delivery::Column::Status.eq(DeliveryStatus::Pending))
         .filter(delivery::Column::NextAttemptAt.lte(now_ms))
         .order_by_asc(delivery::Column::Id)
         .limit(limit)
@@ -91,7 +76,7 @@ pub async fn due(
 /// Records a successful send.
 pub async fn mark_sent(db: &impl ConnectionTrait, d: &delivery::Model) -> Result<()> {
     let mut m: delivery::ActiveModel = d.clone().into();
-    m.status = Set(status::SENT.into());
+    m.status = Set(DeliveryStatus::Sent);
     m.attempts = Set(d.attempts + 1);
     m.sent_at = Set(Some(now_ms()));
     m.last_error = Set(None);
@@ -111,7 +96,7 @@ pub async fn mark_failed(
     m.last_error = Set(Some(error.to_owned()));
     match retry_at {
         Some(at) => m.next_attempt_at = Set(at),
-        None => m.status = Set(status::FAILED.into()),
+        None => m.status = Set(DeliveryStatus::Failed),
     }
     m.update(db).await?;
     Ok(())

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use entity::{enrollment_run, metric_sample, metric_sample_set, poll};
+use entity::{
+    metric_sample, metric_sample_set, poll,
+    types::{PollErrorKind, PollOutcome},
+};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::{error::Result, probe::MetricValue};
@@ -42,8 +45,8 @@ pub struct PollRecord {
     pub id: i64,
     pub started_at: i64,
     pub duration_ms: i64,
-    pub outcome: String,
-    pub error_kind: Option<String>,
+    pub outcome: PollOutcome,
+    pub error_kind: Option<PollErrorKind>,
     pub error: Option<String>,
 }
 
@@ -172,18 +175,6 @@ async fn legacy_series(
         .order_by_asc(metric_sample::Column::Ts)
         .limit(q.limit)
         .all(db)
-        .await?)
-}
-
-/// The most recent enrollment run of a host.
-pub async fn latest_enrollment(
-    db: &impl ConnectionTrait,
-    host_id: i64,
-) -> Result<Option<enrollment_run::Model>> {
-    Ok(enrollment_run::Entity::find()
-        .filter(enrollment_run::Column::HostId.eq(host_id))
-        .order_by_desc(enrollment_run::Column::Id)
-        .one(db)
         .await?)
 }
 

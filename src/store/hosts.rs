@@ -5,7 +5,10 @@
 
 use std::collections::HashMap;
 
-use entity::{host, host_credential, host_key, host_label};
+use entity::{
+    host, host_credential, host_key, host_label,
+    types::{AuthMethod, CredentialSource, HostStatus},
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TransactionTrait,
@@ -22,12 +25,6 @@ use crate::{
 pub const PRIVATE_KEY_PURPOSE: &str = "host_credential.private_key";
 pub const PASSPHRASE_PURPOSE: &str = "host_credential.passphrase";
 pub const PASSWORD_PURPOSE: &str = "host_credential.password";
-
-/// A host's status, as stored and served.
-pub mod status {
-    /// Registered, not enrolled yet.
-    pub const PENDING: &str = "pending";
-}
 
 /// Login material for a host, in clear only for as long as it takes to seal it.
 pub enum NewCredential {
@@ -84,7 +81,7 @@ pub struct HostChanges {
 pub struct HostView {
     pub host: host::Model,
     pub labels: Vec<String>,
-    pub auth_method: Option<String>,
+    pub auth_method: Option<AuthMethod>,
     pub key_algorithm: Option<String>,
     pub public_key: Option<String>,
     pub trusted_key: Option<host_key::Model>,
@@ -93,7 +90,7 @@ pub struct HostView {
 /// Filters and paging for [`list`].
 #[derive(Debug, Default)]
 pub struct HostFilter {
-    pub status: Option<String>,
+    pub status: Option<HostStatus>,
     pub label: Option<String>,
     pub limit: u64,
     pub offset: u64,
@@ -106,7 +103,7 @@ fn sealed_credential(
 ) -> Result<host_credential::ActiveModel> {
     let mut model = host_credential::ActiveModel {
         host_id: Set(host_id),
-        source: Set("registered".into()),
+        source: Set(CredentialSource::Registered),
         updated_at: Set(now_ms()),
         ..Default::default()
     };
@@ -117,7 +114,7 @@ fn sealed_credential(
             algorithm,
             public_key,
         } => {
-            model.auth_method = Set("private_key".into());
+            model.auth_method = Set(AuthMethod::PrivateKey);
             model.private_key_enc = Set(Some(secrets.seal_str(PRIVATE_KEY_PURPOSE, key)?));
             model.passphrase_enc = Set(match passphrase {
                 Some(p) => Some(secrets.seal_str(PASSPHRASE_PURPOSE, p)?),
@@ -128,7 +125,7 @@ fn sealed_credential(
             model.public_key = Set(Some(public_key.clone()));
         }
         NewCredential::Password(password) => {
-            model.auth_method = Set("password".into());
+            model.auth_method = Set(AuthMethod::Password);
             model.private_key_enc = Set(None);
             model.passphrase_enc = Set(None);
             model.password_enc = Set(Some(secrets.seal_str(PASSWORD_PURPOSE, password)?));
@@ -184,7 +181,7 @@ pub async fn create(
         address: Set(new.address),
         port: Set(i32::from(new.port)),
         username: Set(new.username),
-        status: Set(status::PENDING.into()),
+        status: Set(HostStatus::Pending),
         status_message: Set(Some("waiting for enrollment".into())),
         enabled: Set(new.enabled),
         schedule: Set(new.schedule),
@@ -208,6 +205,25 @@ pub async fn create(
     get(db, host.id).await
 }
 
+/// One host's row, when it exists.
+pub async fn find(db: &impl ConnectionTrait, id: i64) -> Result<Option<host::Model>> {
+    Ok(host::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Every host's id, whether it is enabled, and its schedule: what the scheduler needs.
+pub async fn schedules(db: &impl ConnectionTrait) -> Result<Vec<(i64, bool, String)>> {
+    Ok(host::Entity::find()
+        .select_only()
+        .columns([
+            host::Column::Id,
+            host::Column::Enabled,
+            host::Column::Schedule,
+        ])
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
 /// One host, or `NotFound`.
 pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<HostView> {
     let host = host::Entity::find_by_id(id)
@@ -221,7 +237,7 @@ pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<HostView> {
 pub async fn list(db: &impl ConnectionTrait, filter: &HostFilter) -> Result<(Vec<HostView>, u64)> {
     let mut query = host::Entity::find();
     if let Some(status) = &filter.status {
-        query = query.filter(host::Column::Status.eq(status.as_str()));
+        query = query.filter(host::Column::Status.eq(*status));
     }
     if let Some(label) = &filter.label {
         let with_label = host_label::Entity::find()
@@ -274,7 +290,7 @@ async fn views(db: &impl ConnectionTrait, hosts: Vec<host::Model>) -> Result<Vec
             let credential = credentials.remove(&host.id);
             HostView {
                 labels: labels.remove(&host.id).unwrap_or_default(),
-                auth_method: credential.as_ref().map(|c| c.auth_method.clone()),
+                auth_method: credential.as_ref().map(|c| c.auth_method),
                 key_algorithm: credential.as_ref().and_then(|c| c.key_algorithm.clone()),
                 public_key: credential.and_then(|c| c.public_key),
                 trusted_key: keys.remove(&host.id),

@@ -4,11 +4,14 @@
 //! SQLite is opened in WAL mode with foreign keys on, so deleting a host removes its rows and
 //! readers never block the writer; PostgreSQL is used as given by `DATABASE_URL`.
 
+pub mod alerts;
 pub mod channels;
 pub mod deliveries;
+pub mod enrollment;
 pub mod history;
 pub mod hosts;
 pub mod notifications;
+pub mod polls;
 pub mod retention;
 pub mod ssh;
 pub mod thresholds;

@@ -3,7 +3,10 @@
 //! Ids only grow, so `after_id` is a stable cursor: a client that keeps the `next_after_id` of
 //! its last page sees every notification exactly once, oldest first.
 
-use entity::notification;
+use entity::{
+    notification,
+    types::{AlertKind, Event, Level, NotificationState},
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -44,26 +47,59 @@ impl NotificationHub {
 }
 
 /// A notification to write.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewNotification {
     pub host_id: Option<i64>,
     pub url_check_id: Option<i64>,
-    pub kind: String,
+    pub kind: AlertKind,
     pub metric: Option<String>,
     pub label: Option<String>,
-    pub level: String,
-    pub state: String,
-    /// fired, escalated, de-escalated, reminder or resolved.
-    pub event: Option<String>,
+    pub level: Level,
+    pub event: Event,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
     pub title: String,
     pub message: String,
 }
 
+impl NewNotification {
+    /// A notification of `kind` about nothing in particular yet (set `host_id` or
+    /// `url_check_id`, and the metric fields where they apply).
+    pub fn new(
+        kind: AlertKind,
+        level: Level,
+        event: Event,
+        title: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            host_id: None,
+            url_check_id: None,
+            kind,
+            metric: None,
+            label: None,
+            level,
+            event,
+            value: None,
+            threshold: None,
+            title: title.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether the alert is firing after the event (the notification's `state`).
+    pub fn state(&self) -> NotificationState {
+        match self.event {
+            Event::Resolved => NotificationState::Resolved,
+            _ => NotificationState::Firing,
+        }
+    }
+}
+
 /// Writes a notification and its delivery rows (inside the caller's transaction, when there is
 /// one, so neither exists without the other). The caller tells the hub after committing.
 pub async fn insert(db: &impl ConnectionTrait, n: NewNotification) -> Result<notification::Model> {
+    let state = n.state();
     let row = notification::ActiveModel {
         host_id: Set(n.host_id),
         url_check_id: Set(n.url_check_id),
@@ -71,8 +107,8 @@ pub async fn insert(db: &impl ConnectionTrait, n: NewNotification) -> Result<not
         metric: Set(n.metric),
         label: Set(n.label),
         level: Set(n.level),
-        state: Set(n.state),
-        event: Set(n.event),
+        state: Set(state),
+        event: Set(Some(n.event)),
         value: Set(n.value),
         threshold: Set(n.threshold),
         title: Set(n.title),
@@ -92,7 +128,7 @@ pub async fn insert(db: &impl ConnectionTrait, n: NewNotification) -> Result<not
 pub struct NotificationFilter {
     pub after_id: i64,
     pub host_id: Option<i64>,
-    pub level: Option<String>,
+    pub level: Option<Level>,
     pub unread: Option<bool>,
     pub limit: u64,
 }
@@ -108,7 +144,7 @@ pub async fn list(
         query = query.filter(notification::Column::HostId.eq(host_id));
     }
     if let Some(level) = &filter.level {
-        query = query.filter(notification::Column::Level.eq(level.as_str()));
+        query = query.filter(notification::Column::Level.eq(*level));
     }
     match filter.unread {
         Some(true) => query = query.filter(notification::Column::ReadAt.is_null()),
@@ -120,6 +156,11 @@ pub async fn list(
         .limit(filter.limit)
         .all(db)
         .await?)
+}
+
+/// One notification, when it exists.
+pub async fn find(db: &impl ConnectionTrait, id: i64) -> Result<Option<notification::Model>> {
+    Ok(notification::Entity::find_by_id(id).one(db).await?)
 }
 
 /// Marks a notification read (once: a second call keeps the first time).

@@ -1,7 +1,10 @@
 //! What the SSH side reads and writes: decrypted logins, pinned host keys, the service's own key,
 //! and the switch to the provisioned login.
 
-use entity::{host, host_credential, host_key, service_secret};
+use entity::{
+    host, host_credential, host_key, service_secret,
+    types::{AuthMethod, CredentialSource, HostStatus},
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
     TransactionTrait, TryIntoModel,
@@ -116,11 +119,23 @@ pub async fn trust_only(
     Ok(row)
 }
 
+/// Where the host's credentials came from (`None` without credentials).
+pub async fn credential_source(
+    db: &impl ConnectionTrait,
+    host_id: i64,
+) -> Result<Option<CredentialSource>> {
+    Ok(host_credential::Entity::find()
+        .filter(host_credential::Column::HostId.eq(host_id))
+        .one(db)
+        .await?
+        .map(|c| c.source))
+}
+
 /// Sets a host's status and message.
 pub async fn set_status(
     db: &impl ConnectionTrait,
     host_id: i64,
-    status: &str,
+    status: HostStatus,
     message: Option<String>,
 ) -> Result<()> {
     host::Entity::update_many()
@@ -158,15 +173,15 @@ pub async fn service_key(
         return Ok((secrets.open_str(PURPOSE, &row.value_enc)?, public));
     }
     let key = russh::keys::PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519)
-        .map_err(|e| Error::Crypto(format!("generating the service key: {e}")))?;
+        .map_err(|e| Error::Secret(format!("generating the service key: {e}")))?;
     let private = key
         .to_openssh(russh::keys::ssh_key::LineEnding::LF)
-        .map_err(|e| Error::Crypto(format!("encoding the service key: {e}")))?;
+        .map_err(|e| Error::Secret(format!("encoding the service key: {e}")))?;
     let mut public_key = key.public_key().clone();
     public_key.set_comment("hostwatch");
     let public = public_key
         .to_openssh()
-        .map_err(|e| Error::Crypto(format!("encoding the service key: {e}")))?;
+        .map_err(|e| Error::Secret(format!("encoding the service key: {e}")))?;
     let private = Zeroizing::new(private.to_string());
     let inserted = service_secret::ActiveModel {
         name: Set(NAME.into()),
@@ -208,8 +223,8 @@ pub async fn switch_to_provisioned(
         .await?;
     host_credential::ActiveModel {
         host_id: Set(host_id),
-        auth_method: Set("private_key".into()),
-        source: Set("provisioned".into()),
+        auth_method: Set(AuthMethod::PrivateKey),
+        source: Set(CredentialSource::Provisioned),
         private_key_enc: Set(Some(secrets.seal_str(PRIVATE_KEY_PURPOSE, private_key)?)),
         passphrase_enc: Set(None),
         password_enc: Set(None),

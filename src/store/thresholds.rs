@@ -7,7 +7,7 @@ use sea_orm::{
 };
 
 use crate::{
-    alerts::{HOST_METRICS, MetricSpec, URL_METRICS},
+    alerts::{HOST_METRICS, MetricSpec, URL_METRICS, evaluate::ThresholdRule, machine::Rule},
     error::Result,
     store::now_ms,
 };
@@ -107,6 +107,34 @@ pub async fn list(db: &impl ConnectionTrait, owner: Owner) -> Result<Vec<thresho
         .order_by_asc(threshold::Column::Metric)
         .all(db)
         .await?)
+}
+
+/// A host's or URL check's thresholds as the evaluator applies them. A stored metric that is
+/// not (or no longer) in the catalogue is left out.
+pub async fn rules(db: &impl ConnectionTrait, owner: Owner) -> Result<Vec<ThresholdRule>> {
+    let catalogue = match owner {
+        Owner::Host(_) => HOST_METRICS,
+        Owner::UrlCheck(_) => URL_METRICS,
+    };
+    Ok(list(db, owner)
+        .await?
+        .into_iter()
+        .filter_map(|t| {
+            let spec = catalogue.iter().find(|m| m.name == t.metric)?;
+            Some(ThresholdRule {
+                rule: Rule {
+                    warning: t.warning,
+                    critical: t.critical,
+                    direction: spec.direction,
+                    for_polls: t.for_polls.max(1) as u32,
+                    hysteresis: t.hysteresis,
+                    repeat_seconds: t.repeat_seconds.map(|r| r.max(0) as u32),
+                    enabled: t.enabled,
+                },
+                metric: t.metric,
+            })
+        })
+        .collect())
 }
 
 /// Sets (creates or replaces) one threshold.

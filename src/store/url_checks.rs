@@ -1,6 +1,6 @@
 //! URL checks and their results.
 
-use entity::{host, url_check, url_check_result};
+use entity::{host, types::UrlErrorKind, url_check, url_check_result};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, Set,
@@ -168,4 +168,78 @@ pub async fn results(
         .limit(limit)
         .all(db)
         .await?)
+}
+
+/// What one run of a check found, as its result row stores it.
+#[derive(Debug, Clone, Default)]
+pub struct NewResult {
+    pub checked_at: i64,
+    pub status_code: Option<u16>,
+    pub response_ms: Option<i64>,
+    pub error: Option<(UrlErrorKind, String)>,
+    pub tls: Option<TlsFacts>,
+}
+
+/// The certificate a run saw.
+#[derive(Debug, Clone)]
+pub struct TlsFacts {
+    pub not_before_ms: i64,
+    pub not_after_ms: i64,
+    pub days_left: f64,
+    pub subject: String,
+    pub issuer: String,
+    pub sans: Vec<String>,
+    pub serial: String,
+    pub chain_valid: bool,
+    pub chain_error: Option<String>,
+}
+
+/// One check, when it exists.
+pub async fn find(db: &impl ConnectionTrait, id: i64) -> Result<Option<url_check::Model>> {
+    Ok(url_check::Entity::find_by_id(id).one(db).await?)
+}
+
+/// Every check's id, whether it is enabled, and its schedule: what the scheduler needs.
+pub async fn schedules(db: &impl ConnectionTrait) -> Result<Vec<(i64, bool, String)>> {
+    Ok(url_check::Entity::find()
+        .select_only()
+        .columns([
+            url_check::Column::Id,
+            url_check::Column::Enabled,
+            url_check::Column::Schedule,
+        ])
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
+/// Stores the result of one run of check `id`.
+pub async fn insert_result(
+    db: &impl ConnectionTrait,
+    id: i64,
+    r: NewResult,
+) -> Result<url_check_result::Model> {
+    let tls = r.tls;
+    let (error_kind, error) = r.error.map_or((None, None), |(k, m)| (Some(k), Some(m)));
+    Ok(url_check_result::ActiveModel {
+        url_check_id: Set(id),
+        checked_at: Set(r.checked_at),
+        ok: Set(error_kind.is_none()),
+        status_code: Set(r.status_code.map(i32::from)),
+        response_ms: Set(r.response_ms),
+        error_kind: Set(error_kind),
+        error: Set(error),
+        tls_not_before: Set(tls.as_ref().map(|t| t.not_before_ms)),
+        tls_not_after: Set(tls.as_ref().map(|t| t.not_after_ms)),
+        tls_days_left: Set(tls.as_ref().map(|t| t.days_left)),
+        tls_subject: Set(tls.as_ref().map(|t| t.subject.clone())),
+        tls_issuer: Set(tls.as_ref().map(|t| t.issuer.clone())),
+        tls_sans: Set(tls.as_ref().map(|t| t.sans.join("\n"))),
+        tls_serial: Set(tls.as_ref().map(|t| t.serial.clone())),
+        chain_valid: Set(tls.as_ref().map(|t| t.chain_valid)),
+        chain_error: Set(tls.and_then(|t| t.chain_error)),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?)
 }

@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use entity::types::UrlErrorKind;
 use rustls::{
     ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
     client::{
@@ -117,7 +118,7 @@ pub struct Outcome {
     pub status: Option<u16>,
     pub response_ms: Option<i64>,
     /// `(kind, message)` when the check failed.
-    pub error: Option<(&'static str, String)>,
+    pub error: Option<(UrlErrorKind, String)>,
     pub tls: Option<TlsReport>,
 }
 
@@ -264,7 +265,7 @@ impl UrlChecker {
                 return Outcome {
                     status: None,
                     response_ms: None,
-                    error: Some(("config", e)),
+                    error: Some((UrlErrorKind::Config, e)),
                     tls: None,
                 };
             }
@@ -291,7 +292,7 @@ impl UrlChecker {
             && !spec.expected.contains(code)
         {
             error = Some((
-                "status",
+                UrlErrorKind::Status,
                 format!(
                     "status {code} is not one of the expected {}",
                     spec.expected.to_stored()
@@ -310,10 +311,10 @@ impl UrlChecker {
         &self,
         spec: &CheckSpec,
         roots: Arc<RootCertStore>,
-    ) -> (Option<u16>, Option<i64>, Option<(&'static str, String)>) {
+    ) -> (Option<u16>, Option<i64>, Option<(UrlErrorKind, String)>) {
         let config = match self.verifier(roots).and_then(|v| self.client_config(v)) {
             Ok(c) => c,
-            Err(e) => return (None, None, Some(("config", e))),
+            Err(e) => return (None, None, Some((UrlErrorKind::Config, e))),
         };
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
@@ -329,7 +330,7 @@ impl UrlChecker {
             .build();
         let client = match client {
             Ok(c) => c,
-            Err(e) => return (None, None, Some(("config", e.to_string()))),
+            Err(e) => return (None, None, Some((UrlErrorKind::Config, e.to_string()))),
         };
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + spec.timeout;
@@ -352,7 +353,7 @@ impl UrlChecker {
                 None,
                 None,
                 Some((
-                    "timeout",
+                    UrlErrorKind::Timeout,
                     format!(
                         "no complete response within {} ms",
                         spec.timeout.as_millis()
@@ -366,7 +367,7 @@ impl UrlChecker {
         &self,
         spec: &CheckSpec,
         roots: Arc<RootCertStore>,
-    ) -> Result<TlsReport, (&'static str, String)> {
+    ) -> Result<TlsReport, (UrlErrorKind, String)> {
         let host = spec
             .url
             .host_str()
@@ -380,7 +381,7 @@ impl UrlChecker {
                 Ok(ip) => vec![ip],
                 Err(_) => self.resolver.lookup(host.clone()).await.map_err(|e| {
                     (
-                        "dns",
+                        UrlErrorKind::Dns,
                         DnsError {
                             host: host.clone(),
                             reason: e.to_string(),
@@ -389,64 +390,78 @@ impl UrlChecker {
                     )
                 })?,
             };
-            let ip = *ips
-                .first()
-                .ok_or_else(|| ("dns", format!("cannot resolve {host}: no addresses")))?;
+            let ip = *ips.first().ok_or_else(|| {
+                (
+                    UrlErrorKind::Dns,
+                    format!("cannot resolve {host}: no addresses"),
+                )
+            })?;
             let stream = tokio::net::TcpStream::connect((ip, port))
                 .await
                 .map_err(|e| connect_error(&e, &host, port))?;
             let capture = Arc::new(Capture {
-                inner: self.verifier(roots).map_err(|e| ("config", e))?,
+                inner: self
+                    .verifier(roots)
+                    .map_err(|e| (UrlErrorKind::Config, e))?,
                 chain: Mutex::new(None),
             });
             let config = self
                 .client_config(capture.clone())
-                .map_err(|e| ("config", e))?;
+                .map_err(|e| (UrlErrorKind::Config, e))?;
             let name = ServerName::try_from(host.clone())
-                .map_err(|e| ("config", format!("{host}: {e}")))?;
+                .map_err(|e| (UrlErrorKind::Config, format!("{host}: {e}")))?;
             let handshake = tokio_rustls::TlsConnector::from(Arc::new(config))
                 .connect(name, stream)
                 .await;
             let seen = capture.chain.lock().expect("not poisoned").take();
             match (seen, handshake) {
                 (Some((der, verdict)), _) => {
-                    let cert = cert::parse_der(&der).map_err(|e| ("tls", e))?;
+                    let cert = cert::parse_der(&der).map_err(|e| (UrlErrorKind::Tls, e))?;
                     Ok(TlsReport {
                         cert,
                         chain_valid: verdict.is_ok(),
                         chain_error: verdict.err(),
                     })
                 }
-                (None, Err(e)) => Err(("tls", format!("TLS handshake failed: {e}"))),
-                (None, Ok(_)) => Err(("tls", "the server presented no certificate".to_owned())),
+                (None, Err(e)) => Err((UrlErrorKind::Tls, format!("TLS handshake failed: {e}"))),
+                (None, Ok(_)) => Err((
+                    UrlErrorKind::Tls,
+                    "the server presented no certificate".to_owned(),
+                )),
             }
         };
         tokio::time::timeout(spec.timeout, work)
             .await
             .unwrap_or_else(|_| {
                 Err((
-                    "timeout",
+                    UrlErrorKind::Timeout,
                     format!("no TLS handshake within {} ms", spec.timeout.as_millis()),
                 ))
             })
     }
 }
 
-fn connect_error(e: &std::io::Error, host: &str, port: u16) -> (&'static str, String) {
+fn connect_error(e: &std::io::Error, host: &str, port: u16) -> (UrlErrorKind, String) {
     if e.kind() == std::io::ErrorKind::ConnectionRefused {
-        ("refused", format!("connection refused by {host}:{port}"))
+        (
+            UrlErrorKind::Refused,
+            format!("connection refused by {host}:{port}"),
+        )
     } else {
-        ("connect", format!("cannot connect to {host}:{port}: {e}"))
+        (
+            UrlErrorKind::Connect,
+            format!("cannot connect to {host}:{port}: {e}"),
+        )
     }
 }
 
 /// Classifies a reqwest failure by walking its error chain.
-fn classify(e: &reqwest::Error, spec: &CheckSpec) -> (&'static str, String) {
+fn classify(e: &reqwest::Error, spec: &CheckSpec) -> (UrlErrorKind, String) {
     let host = spec.url.host_str().unwrap_or_default();
     let port = spec.url.port_or_known_default().unwrap_or(0);
     if e.is_timeout() {
         return (
-            "timeout",
+            UrlErrorKind::Timeout,
             format!(
                 "no complete response within {} ms",
                 spec.timeout.as_millis()
@@ -457,7 +472,7 @@ fn classify(e: &reqwest::Error, spec: &CheckSpec) -> (&'static str, String) {
     let mut chain = Vec::new();
     while let Some(err) = source {
         if let Some(dns) = err.downcast_ref::<DnsError>() {
-            return ("dns", dns.to_string());
+            return (UrlErrorKind::Dns, dns.to_string());
         }
         // An io::Error's source() skips the error it wraps; look inside, level by level.
         let mut io = err.downcast_ref::<std::io::Error>();
@@ -467,12 +482,12 @@ fn classify(e: &reqwest::Error, spec: &CheckSpec) -> (&'static str, String) {
             }
             let inner = e.get_ref();
             if let Some(tls) = inner.and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return ("tls", format!("TLS: {}", describe_tls(tls)));
+                return (UrlErrorKind::Tls, format!("TLS: {}", describe_tls(tls)));
             }
             io = inner.and_then(|i| i.downcast_ref::<std::io::Error>());
         }
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return ("tls", format!("TLS: {}", describe_tls(tls)));
+            return (UrlErrorKind::Tls, format!("TLS: {}", describe_tls(tls)));
         }
         chain.push(err.to_string());
         source = err.source();
@@ -480,10 +495,10 @@ fn classify(e: &reqwest::Error, spec: &CheckSpec) -> (&'static str, String) {
     chain.dedup();
     let text = chain.join(": ");
     if e.is_redirect() {
-        ("redirect", text)
+        (UrlErrorKind::Redirect, text)
     } else if e.is_connect() {
-        ("connect", text)
+        (UrlErrorKind::Connect, text)
     } else {
-        ("http", text)
+        (UrlErrorKind::Http, text)
     }
 }

@@ -4,16 +4,25 @@
 use std::{sync::Arc, time::Duration};
 
 use entity::url_check_result;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, Set, TransactionTrait};
+use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use super::{
     StatusSet,
     runner::{CheckSpec, HostResolver, Outcome, UrlChecker},
 };
 use crate::{
+    alerts::{
+        evaluate::{self, CertSeen, Subject, UrlObservation, Who},
+        text::{Named, Place},
+    },
     error::{Error, Result},
-    evaluator,
-    store::{notifications::NotificationHub, now_ms, url_checks},
+    store::{
+        alerts,
+        notifications::NotificationHub,
+        now_ms,
+        thresholds::{self, Owner},
+        url_checks::{self, NewResult, TlsFacts},
+    },
 };
 
 /// Runs URL checks and records what they found.
@@ -52,9 +61,20 @@ impl UrlCheckService {
         };
         let checked_at = now_ms();
         let outcome = self.checker.check(&spec).await;
+        let seen = observation(&outcome, checked_at);
         let txn = self.db.begin().await?;
-        let row = result_row(id, checked_at, &outcome).insert(&txn).await?;
-        let written = evaluator::evaluate_url_check(&txn, &check, &outcome, checked_at).await?;
+        let row = url_checks::insert_result(&txn, id, result(&outcome, checked_at)).await?;
+        let rules = thresholds::rules(&txn, Owner::UrlCheck(id)).await?;
+        let stored = alerts::of_url_check(&txn, id).await?;
+        let who = Who {
+            subject: Subject::UrlCheck(id),
+            named: Named {
+                name: &check.name,
+                place: Place::Url(&check.url),
+            },
+        };
+        let changes = evaluate::after_url_check(who, &rules, &stored, &seen, checked_at);
+        let written = alerts::apply(&txn, changes, checked_at).await?;
         txn.commit().await?;
         for n in written {
             self.hub.published(n.id);
@@ -63,25 +83,37 @@ impl UrlCheckService {
     }
 }
 
-fn result_row(id: i64, checked_at: i64, o: &Outcome) -> url_check_result::ActiveModel {
-    let tls = o.tls.as_ref();
-    url_check_result::ActiveModel {
-        url_check_id: Set(id),
-        checked_at: Set(checked_at),
-        ok: Set(o.ok()),
-        status_code: Set(o.status.map(i32::from)),
-        response_ms: Set(o.response_ms),
-        error_kind: Set(o.error.as_ref().map(|(k, _)| (*k).to_owned())),
-        error: Set(o.error.as_ref().map(|(_, m)| m.clone())),
-        tls_not_before: Set(tls.map(|t| t.cert.not_before_ms)),
-        tls_not_after: Set(tls.map(|t| t.cert.not_after_ms)),
-        tls_days_left: Set(tls.map(|t| t.cert.days_left(checked_at))),
-        tls_subject: Set(tls.map(|t| t.cert.subject.clone())),
-        tls_issuer: Set(tls.map(|t| t.cert.issuer.clone())),
-        tls_sans: Set(tls.map(|t| t.cert.sans.join("\n"))),
-        tls_serial: Set(tls.map(|t| t.cert.serial.clone())),
-        chain_valid: Set(tls.map(|t| t.chain_valid)),
-        chain_error: Set(tls.and_then(|t| t.chain_error.clone())),
-        ..Default::default()
+/// What the evaluator needs of a run.
+fn observation(o: &Outcome, checked_at: i64) -> UrlObservation {
+    UrlObservation {
+        status: o.status,
+        response_ms: o.response_ms,
+        error: o.error.clone(),
+        cert: o.tls.as_ref().map(|t| CertSeen {
+            serial: t.cert.serial.clone(),
+            days_left: t.cert.days_left(checked_at),
+            not_after_ms: t.cert.not_after_ms,
+        }),
+    }
+}
+
+/// What the result row keeps of a run.
+fn result(o: &Outcome, checked_at: i64) -> NewResult {
+    NewResult {
+        checked_at,
+        status_code: o.status,
+        response_ms: o.response_ms,
+        error: o.error.clone(),
+        tls: o.tls.as_ref().map(|t| TlsFacts {
+            not_before_ms: t.cert.not_before_ms,
+            not_after_ms: t.cert.not_after_ms,
+            days_left: t.cert.days_left(checked_at),
+            subject: t.cert.subject.clone(),
+            issuer: t.cert.issuer.clone(),
+            sans: t.cert.sans.clone(),
+            serial: t.cert.serial.clone(),
+            chain_valid: t.chain_valid,
+            chain_error: t.chain_error.clone(),
+        }),
     }
 }

@@ -6,9 +6,10 @@
 pub mod sshd;
 
 use hostwatch::{
-    api::{self, AppState},
+    api,
     crypto::SecretBox,
     poller::PollerSettings,
+    services::Services,
     store::{self, tokens},
 };
 use poem::{EndpointExt, Response, endpoint::BoxEndpoint, http::StatusCode, test::TestClient};
@@ -28,7 +29,7 @@ pub const PG_ENV: &str = "HOSTWATCH_TEST_PG_URL";
 /// A running app with an admin and a read-only token.
 pub struct TestApp {
     pub dir: tempfile::TempDir,
-    pub state: AppState,
+    pub state: Services,
     pub client: TestClient<BoxEndpoint<'static, Response>>,
     pub admin: String,
     pub reader: String,
@@ -101,7 +102,7 @@ impl TestApp {
             enroll_on_create,
             ..Default::default()
         };
-        let state = AppState::new(db, secrets, settings);
+        let state = Services::start(db, secrets, settings);
         let client = TestClient::new(api::app(state.clone()).map_to_response().boxed());
         Some(Self {
             dir,

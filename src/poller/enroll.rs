@@ -1,0 +1,224 @@
+//! Enrollment: run `enroll.sh` once on a new host (and on demand), record what the host is, keep
+//! the whole transcript, and — when asked and possible — provision a dedicated `hostwatch` user
+//! with the service's own key, then switch the host to it and erase the bootstrap password.
+//!
+//! The new login is proved (a real SSH login as `hostwatch`) before the stored credentials are
+//! replaced, so a provisioning that half-worked never locks hostwatch out.
+
+use std::{sync::Arc, time::Duration};
+
+use entity::{
+    enrollment_run,
+    types::{AlertKind, CredentialSource, Event, HostStatus, Level},
+};
+
+use super::{PollError, link::Link};
+use crate::{
+    alerts::text,
+    error::Error,
+    probe::{
+        self,
+        enrollment::{Facts, parse_enrollment},
+    },
+    ssh::{
+        client::{self, Auth, Target},
+        keys,
+    },
+    store::{
+        enrollment::{self, NewRun},
+        hosts,
+        notifications::NewNotification,
+        now_ms, ssh as ssh_store,
+    },
+};
+
+/// The deadlines enrollment works within.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Deadlines {
+    /// The whole run (it may create a user).
+    pub enroll: Duration,
+    /// Proving the provisioned login.
+    pub login: Duration,
+}
+
+/// A public key line safe to place inside single quotes in the script (it is ours, but check).
+fn quotable(public_key: &str) -> bool {
+    public_key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b" +/=-_@.".contains(&b))
+}
+
+/// Enrolls a host and returns the stored run. SSH failures are recorded in the run (and the
+/// host's status) and returned as an unsuccessful run, not as an error.
+pub(super) async fn enroll(
+    link: &Link,
+    deadlines: Deadlines,
+    host_id: i64,
+    force: bool,
+) -> Result<enrollment_run::Model, PollError> {
+    let prepared = link.prepare(host_id).await?;
+    let host = prepared.host.clone();
+    let already_provisioned = ssh_store::credential_source(&link.db, host_id).await?
+        == Some(CredentialSource::Provisioned);
+    let provision = host.provision && !already_provisioned;
+    let mut script = String::new();
+    let mut service_key = None;
+    if provision {
+        let (private, public) = ssh_store::service_key(&link.db, link.secrets()).await?;
+        if !quotable(&public) {
+            return Err(Error::Internal(format!(
+                "the service public key has unexpected characters: {public:?}"
+            ))
+            .into());
+        }
+        script.push_str(&format!("HW_PROVISION=1 HW_PUBKEY='{public}'\n"));
+        service_key = Some((private, public));
+    }
+    script.push_str(probe::ENROLL_SCRIPT);
+
+    let started_ms = now_ms();
+    let started = std::time::Instant::now();
+    let result = link
+        .run(&prepared, script.as_bytes(), deadlines.enroll, force)
+        .await;
+    let mut run = NewRun {
+        host_id,
+        started_at: started_ms,
+        provisioned: already_provisioned,
+        ..Default::default()
+    };
+    let mut facts: Option<Facts> = None;
+    match result {
+        Ok(out) => {
+            run.stdout = String::from_utf8_lossy(&out.output.stdout).into_owned();
+            run.stderr = String::from_utf8_lossy(&out.output.stderr).into_owned();
+            run.exit_code = out.output.exit_status.map(|c| c as i32);
+            if out.output.exit_status != Some(0) {
+                run.error = Some(format!(
+                    "enroll.sh exited with {:?}",
+                    out.output.exit_status
+                ));
+            }
+            facts = Some(parse_enrollment(&run.stdout));
+        }
+        Err(err) => run.error = Some(err.to_string()),
+    }
+
+    if let (Some(f), None) = (&facts, &run.error) {
+        enrollment::record_facts(&link.db, &host, f).await?;
+        if f.supported() && host.status != HostStatus::Ok {
+            link.leave_status(&host, text::status::enrolled(&host.name))
+                .await?;
+        }
+        if f.supported() && provision {
+            match (&f.provision, &service_key) {
+                (Some(report), Some((private, public)))
+                    if report.lines().any(|l| l == "provisioned") =>
+                {
+                    match verify_login(&prepared.target, private, deadlines.login).await {
+                        Ok(()) => {
+                            ssh_store::switch_to_provisioned(
+                                &link.db,
+                                link.secrets(),
+                                host_id,
+                                private,
+                                public,
+                            )
+                            .await?;
+                            link.pool.forget(host_id).await;
+                            run.provisioned = true;
+                        }
+                        Err(e) => {
+                            run.error = Some(format!(
+                                "provisioning: the new login as hostwatch does not work: {e}"
+                            ))
+                        }
+                    }
+                }
+                (report, _) => {
+                    run.error = Some(format!(
+                        "provisioning: {}",
+                        report
+                            .as_deref()
+                            .and_then(|r| r.lines().last())
+                            .unwrap_or("no report from the host")
+                    ));
+                }
+            }
+        }
+    }
+    run.finished_at = now_ms();
+    run.duration_ms = started.elapsed().as_millis() as i64;
+    let error = run.error.clone();
+    let previous_ok = enrollment::previous_ok(&link.db, host_id).await?;
+    let stored = enrollment::insert(&link.db, run).await?;
+    // Facts, status, login or key may have changed.
+    link.cache.invalidate(host_id);
+    if let Some(message) = error {
+        let reported_elsewhere = hosts::find(&link.db, host_id)
+            .await?
+            .is_some_and(|h| h.status.is_alerting());
+        if previous_ok && !reported_elsewhere {
+            let (title, body) =
+                text::status::enrollment_failed(&host.name, prepared.place(), &message);
+            link.notify(NewNotification {
+                host_id: Some(host_id),
+                ..NewNotification::new(
+                    AlertKind::EnrollmentFailed,
+                    Level::Warning,
+                    Event::Fired,
+                    title,
+                    body,
+                )
+            })
+            .await?;
+        }
+    }
+    Ok(stored)
+}
+
+/// Logs in as `hostwatch` with the service key and checks who we are.
+async fn verify_login(
+    bootstrap: &Target,
+    private_key: &str,
+    within: Duration,
+) -> Result<(), String> {
+    let key = keys::decode_private_key(private_key, None).map_err(|e| e.to_string())?;
+    let target = Target {
+        username: "hostwatch".into(),
+        auth: Auth::Key(Arc::new(key)),
+        ..bootstrap.clone()
+    };
+    let work = async {
+        let session = client::connect(&target, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        let out = session
+            .run_script(b"id -un\n", 4096)
+            .await
+            .map_err(|e| e.to_string())?;
+        session.close().await;
+        let who = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if who == "hostwatch" {
+            Ok(())
+        } else {
+            Err(format!("logged in as {who:?}"))
+        }
+    };
+    tokio::time::timeout(within, work)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_keys_are_quotable() {
+        assert!(quotable(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB+/x= hostwatch"
+        ));
+        assert!(!quotable("ssh-ed25519 AAAA' ; rm -rf / '"));
+    }
+}
