@@ -156,7 +156,11 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let files = raise_fd_limit(65_536);
     tracing::info!(open_files = files, "open-file limit");
     let (db, secrets) = open(&args.storage).await?;
-    tracing::info!(backend = store::backend_name(&db), data_dir = %args.storage.data_dir.display(), "database ready");
+    tracing::info!(
+        backend = store::backend_name(&db),
+        data_dir = %args.storage.data_dir.display(),
+        "database ready"
+    );
     ensure_admin_token(&db, &args.storage.data_dir).await?;
     let settings = PollerSettings {
         poll_timeout: args.poll_timeout,

@@ -79,7 +79,12 @@ pub struct ServeArgs {
     #[arg(long, env = "HOSTWATCH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Deadline of one poll (dial, login, probe, read), e.g. `30s`.
-    #[arg(long, env = "HOSTWATCH_POLL_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        env = "HOSTWATCH_POLL_TIMEOUT",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
     pub poll_timeout: std::time::Duration,
     /// How long metric samples, poll records and URL-check results are kept, e.g. `7d`.
     #[arg(long, env = "HOSTWATCH_RETENTION", default_value = "7d", value_parser = parse_duration)]

@@ -30,27 +30,25 @@ pub mod validate;
 
 /// jemalloc instead of the C library's allocator, for the service and everything linking this
 /// library (the bench measures the poller with the allocator the service has). A fleet is
-/// thousands of long-lived connections, each with buffers that grow and shrink every poll; with
-/// glibc's malloc that fragmentation held about 125 KiB per host at 10,000 hosts and with
-/// jemalloc about 108 KiB, with some 10 % less CPU per poll (figures in the commit that made the
-/// change). Build with `--no-default-features` for heap profilers that hook malloc (heaptrack).
+/// thousands of long-lived connections, each with buffers that grow and shrink every poll;
+/// jemalloc keeps that fragmentation lower than glibc's malloc, at less CPU per poll
+/// (`docs/performance.md`). Build with `--no-default-features` for heap profilers that hook
+/// malloc (heaptrack).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's start-up options (a C string jemalloc reads before the first allocation; the
-/// `_RJEM_MALLOC_CONF` environment variable still overrides it). Allocations of 16 KiB and more
-/// come from an arena that returns freed pages at once, so a new one starts on untouched pages:
-/// each connection's few large blocks (russh's ~17 KiB channel blocks, its ~30 KB session task)
-/// then only count towards RSS for the parts it writes. Measured at 10,000 hosts over 60 s:
-/// 110.6 and 100.7 KiB per host against 116.4 and 115.6 with the default threshold (8 MiB),
-/// CPU per poll within the run-to-run noise (223 and 199 µs against 204 and 213).
+/// `_RJEM_MALLOC_CONF` environment variable still overrides it).
+///
+/// `oversize_threshold:16384`: allocations of 16 KiB and more come from an arena that returns
+/// freed pages at once, so a new one starts on untouched pages: each connection's few large
+/// blocks (russh's channel blocks, its session task) then count towards RSS only for the parts
+/// it writes.
 ///
 /// `cache_oblivious:false`: by default jemalloc starts each large allocation at a random cache
 /// line within its first page (against cache-set aliasing), so a block that is written through
-/// spans one page more than its size needs. Alternating 90 s runs at 10,000 hosts: 115.4 and
-/// 115.5 KiB per host at the window's end against 119.1 and 121.1 with it on; CPU per poll per
-/// simulator-% 15.9, 16.1 against 16.9, 16.0.
+/// spans one page more than its size needs.
 #[cfg(feature = "jemalloc")]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: &u8 = &b"oversize_threshold:16384,cache_oblivious:false\0"[0];

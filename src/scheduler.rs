@@ -60,18 +60,15 @@ pub fn period(schedule: &str) -> Option<Duration> {
 }
 
 /// How many start slots a schedule's spread window is cut into. The hosts of one slot start
-/// together, so their polls share the runtime's wake-ups and the writer's transactions: at
-/// 10,000 hosts on a 10 s schedule (30 s runs), 20 slots (450 ms apart) cost about 200 µs of CPU
-/// per poll where an offset per millisecond cost 350 µs (and 100 ms slots 320 µs); the price is
-/// queueing within a slot (poll latency p50 0 → 11 ms, p99 1 → 26 ms).
+/// together, so their polls share the runtime's wake-ups and the writer's transactions, far
+/// cheaper per poll than an offset of their own; the price is queueing within a slot (a few
+/// milliseconds of poll latency; `docs/performance.md` has the figures).
 pub const START_SLOTS: u32 = 20;
 
 /// Consecutive host ids that share a start slot. Their polls are then stored in the same
 /// transactions next to each other in id order: a batch rewrites a few pages of the `hosts`
 /// table (and of young per-host indexes) where ids scattered over the slots cost one page per
-/// host. At 10,000 hosts (60 s runs, a fresh database) the SQLite threads spent 30 µs per poll
-/// against 55 with runs of one id; part of that comes from indexes whose hosts' entries still
-/// share pages, which lasts only while a host's history is young.
+/// host.
 const SLOT_RUN: u64 = 16;
 
 /// A host's fixed start offset within its period: one of [`START_SLOTS`] evenly spaced slots
@@ -98,8 +95,8 @@ pub fn default_schedule(seed: &str) -> String {
 }
 
 /// Slots of the scheduler's internal channels: room for this many jobs (distinct schedules, not
-/// hosts) to tick at once. tokio-cron-scheduler allocates ten channels of this size up front; at
-/// 65,536 slots they held 47 MiB.
+/// hosts) to tick at once. tokio-cron-scheduler allocates ten channels of this size up front, so
+/// a much larger size costs tens of MiB for nothing.
 const SCHEDULER_CHANNEL: usize = 4096;
 
 /// What a job runs.

@@ -72,7 +72,8 @@ pub fn username(value: &str) -> Result<()> {
     } else {
         Err(Error::invalid(
             "username",
-            "must be 1 to 32 characters: a letter or '_' first, then letters, digits, '.', '_' or '-'",
+            "must be 1 to 32 characters: a letter or '_' first, then letters, digits, '.', \
+             '_' or '-'",
         ))
     }
 }

@@ -5,11 +5,8 @@
 mod common;
 
 use common::{Backend, TestApp, assert_error, ssh_keygen};
-use entity::{
-    host, host_credential, host_label, threshold,
-    types::{AlertKind, Event, Level},
-};
-use hostwatch::store::notifications::{self, NewNotification};
+use entity::{host, host_credential, host_label, threshold};
+use hostwatch::store::notifications;
 use poem::http::StatusCode;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
@@ -676,19 +673,13 @@ async fn thresholds_defaults_and_updates(app: TestApp) {
 async fn notify(app: &TestApp, host_id: i64, level: &str, title: &str) -> i64 {
     let n = notifications::insert(
         app.db(),
-        NewNotification {
-            host_id: Some(host_id),
-            metric: Some("cpu.usage_pct".into()),
-            value: Some(97.0),
-            threshold: Some(90.0),
-            ..NewNotification::new(
-                AlertKind::Threshold,
-                Level::parse(level).unwrap(),
-                Event::Fired,
-                title,
-                format!("{title} on host {host_id}"),
-            )
-        },
+        common::cpu_fired(
+            host_id,
+            level,
+            97.0,
+            title,
+            &format!("{title} on host {host_id}"),
+        ),
     )
     .await
     .unwrap();

@@ -10,18 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use entity::types::{AlertKind, Event, Level};
 use hostwatch::{
     api,
     crypto::SecretBox,
     delivery::worker::DeliverySettings,
     poller::PollerSettings,
     services::Services,
-    store::{
-        self,
-        notifications::{self, NewNotification},
-        tokens,
-    },
+    store::{self, notifications, tokens},
 };
 use poem::{
     EndpointExt, Request, Response,
@@ -244,24 +239,9 @@ impl Service {
     }
 
     async fn notify(&self, host_id: i64, level: &str) -> i64 {
-        let n = notifications::insert(
-            &self.state.db,
-            NewNotification {
-                host_id: Some(host_id),
-                metric: Some("cpu.usage_pct".into()),
-                value: Some(97.5),
-                threshold: Some(90.0),
-                ..NewNotification::new(
-                    AlertKind::Threshold,
-                    Level::parse(level).unwrap(),
-                    Event::Fired,
-                    format!("web-1: cpu.usage_pct is {level} (97.5 ≥ 90)"),
-                    "CPU <busy> & hot",
-                )
-            },
-        )
-        .await
-        .unwrap();
+        let title = format!("web-1: cpu.usage_pct is {level} (97.5 ≥ 90)");
+        let notice = common::cpu_fired(host_id, level, 97.5, &title, "CPU <busy> & hot");
+        let n = notifications::insert(&self.state.db, notice).await.unwrap();
         self.state.hub.published(n.id);
         n.id
     }

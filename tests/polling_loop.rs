@@ -391,12 +391,18 @@ async fn a_stopped_scheduler_starts_no_poll_still_waiting_for_its_slot() {
     svc.stop().await;
 }
 
-#[tokio::test]
-async fn a_poll_slower_than_its_schedule_is_not_overlapped() {
-    // Every exec takes 2.5 s more than it should; the schedule fires every second.
+/// A test sshd where every exec takes 2.5 s longer, and the private key it lets in.
+fn slow_sshd() -> (Sshd, String) {
     let sshd = Sshd::start_with("ForceCommand sleep 2.5; eval \"$SSH_ORIGINAL_COMMAND\"");
     let (key, public) = sshd::client_key("ed25519", "");
     sshd.authorize(&public);
+    (sshd, key)
+}
+
+#[tokio::test]
+async fn a_poll_slower_than_its_schedule_is_not_overlapped() {
+    // Every exec takes 2.5 s more than it should; the schedule fires every second.
+    let (sshd, key) = slow_sshd();
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), None).await;
     let id = svc.add_host("slow", sshd.port, &key, "*/1 * * * * *").await;
@@ -438,11 +444,8 @@ async fn a_poll_slower_than_its_schedule_is_not_overlapped() {
 
 #[tokio::test]
 async fn a_poll_in_flight_at_shutdown_is_stored() {
-    // Every exec takes 2.5 s: a poll started just before shutdown is still in flight when it
-    // begins.
-    let sshd = Sshd::start_with("ForceCommand sleep 2.5; eval \"$SSH_ORIGINAL_COMMAND\"");
-    let (key, public) = sshd::client_key("ed25519", "");
-    sshd.authorize(&public);
+    // A poll started just before shutdown is still in flight when it begins.
+    let (sshd, key) = slow_sshd();
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), None).await;
     // A schedule that does not fire during the test: registration enrolls and polls once.

@@ -1,4 +1,5 @@
-//! A notification record: written on each alert transition, read over REST and delivered by channels.
+//! A notification record: written on each alert transition, read over REST and delivered by
+//! channels.
 
 use sea_orm::entity::prelude::*;
 

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use entity::types::{AlertKind, Event, Level, UrlErrorKind};
+use entity::types::{AlertKind, Event, Level, NotificationState, UrlErrorKind};
 
 use super::{
     Direction,
@@ -51,6 +51,23 @@ pub struct AlertKey {
     pub label: String,
 }
 
+impl AlertKey {
+    /// The alert of `kind` about `subject`'s `metric` and `label` (empty when not about one).
+    pub fn new(
+        subject: Subject,
+        kind: AlertKind,
+        metric: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Self {
+        Self {
+            subject,
+            kind,
+            metric: metric.into(),
+            label: label.into(),
+        }
+    }
+}
+
 /// An alert as the database holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAlert {
@@ -69,9 +86,10 @@ pub struct StateChange {
     pub last_value: Option<f64>,
 }
 
-/// A notification a step causes.
+/// A notification to write: what a step causes, or a status change says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
+    /// The alert it is about.
     pub key: AlertKey,
     pub level: Level,
     pub event: Event,
@@ -79,6 +97,35 @@ pub struct Notice {
     pub threshold: Option<f64>,
     pub title: String,
     pub message: String,
+}
+
+impl Notice {
+    /// A notice without a value or threshold.
+    pub fn new(
+        key: AlertKey,
+        level: Level,
+        event: Event,
+        title: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            key,
+            level,
+            event,
+            value: None,
+            threshold: None,
+            title: title.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether the alert is firing after the event (the notification's `state`).
+    pub fn state(&self) -> NotificationState {
+        match self.event {
+            Event::Resolved => NotificationState::Resolved,
+            _ => NotificationState::Firing,
+        }
+    }
 }
 
 /// What one evaluation leaves to be written.

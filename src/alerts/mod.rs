@@ -128,7 +128,8 @@ pub fn check_levels(
                 "below"
             };
             return Err(format!(
-                "critical ({c}) must not be less severe than warning ({w}): {} alerts when the value is {word} the level",
+                "critical ({c}) must not be less severe than warning ({w}): {} alerts when \
+                 the value is {word} the level",
                 spec.name
             ));
         }

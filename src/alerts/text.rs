@@ -91,7 +91,8 @@ pub fn threshold(
         }
     };
     let message = format!(
-        "{what} on {name} ({}) is {v}; {level} level {th} (hysteresis {}, {} consecutive polls to fire). Event: {}.",
+        "{what} on {name} ({}) is {v}; {level} level {th} (hysteresis {}, {} consecutive polls \
+         to fire). Event: {}.",
         host.place,
         number(rule.hysteresis),
         rule.for_polls,
@@ -255,7 +256,8 @@ pub mod status {
         (
             format!("Host key of {name} changed"),
             format!(
-                "{name} ({place}) presented a different host key: {error}. Polls are refused until the key is re-trusted with POST /api/v1/hosts/{host_id}/host-key/trust."
+                "{name} ({place}) presented a different host key: {error}. Polls are refused \
+                 until the key is re-trusted with POST /api/v1/hosts/{host_id}/host-key/trust."
             ),
         )
     }
@@ -270,7 +272,8 @@ pub mod status {
         (
             format!("Cannot log in to {name}"),
             format!(
-                "{name} ({place}): {reason}. Replace the credentials with PATCH /api/v1/hosts/{host_id}."
+                "{name} ({place}): {reason}. Replace the credentials with \
+                 PATCH /api/v1/hosts/{host_id}."
             ),
         )
     }

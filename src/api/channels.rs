@@ -18,12 +18,8 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiTags,
-        auth::Token,
-        error::{
-            ApiResult,
-            status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
-        },
+        ApiResult, ApiTags, Token,
+        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
         ts,
     },
     channel::{PublicSettings, SecretSettings, SmtpTls, validate as validate_settings},

@@ -11,12 +11,8 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiTags,
-        auth::Token,
-        error::{
-            ApiResult,
-            status::{BadRequest, Invalid, NotFound},
-        },
+        ApiResult, ApiTags, Token,
+        status::{BadRequest, Invalid, NotFound},
         ts,
     },
     error::Error,

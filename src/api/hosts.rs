@@ -15,12 +15,8 @@ use zeroize::Zeroizing;
 
 use crate::{
     api::{
-        ApiTags,
-        auth::Token,
-        error::{
-            ApiResult,
-            status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
-        },
+        ApiResult, ApiTags, Token,
+        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
         ts,
     },
     error::{Error, Result},
@@ -402,7 +398,12 @@ impl HostsApi {
         auth.require_write()?;
         let new = body.0.validate()?;
         let view = self.0.registry.create_host(new).await?;
-        tracing::info!(host_id = view.host.id, name = %view.host.name, by = %auth.0.name, "host registered");
+        tracing::info!(
+            host_id = view.host.id,
+            name = %view.host.name,
+            by = %auth.0.name,
+            "host registered"
+        );
         Ok(CreateHostResponse::Created(Json(view.into())))
     }
 

@@ -18,6 +18,10 @@ use chrono::{DateTime, Utc};
 use poem::{EndpointExt, IntoEndpoint, Route, endpoint::make_sync, middleware::Tracing};
 use poem_openapi::{OpenApiService, Tags};
 
+pub use self::{
+    auth::Token,
+    error::{ApiResult, status},
+};
 use crate::services::Services;
 
 /// Groups of operations in the spec and in Swagger UI.

@@ -18,12 +18,8 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiTags,
-        auth::Token,
-        error::{
-            ApiResult,
-            status::{BadRequest, Forbidden, Invalid, NotFound},
-        },
+        ApiResult, ApiTags, Token,
+        status::{BadRequest, Forbidden, Invalid, NotFound},
         ts,
     },
     error::Error,

@@ -6,14 +6,10 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 
 use crate::{
     api::{
-        ApiTags,
-        auth::Token,
-        error::{
-            ApiResult,
-            status::{BadGateway, BadRequest, Conflict, Forbidden, NotFound},
-        },
+        ApiResult, ApiTags, Token,
         history::EnrollmentRun,
         hosts::HostKeyInfo,
+        status::{BadGateway, BadRequest, Conflict, Forbidden, NotFound},
         ts,
     },
     error::Error,
@@ -122,7 +118,12 @@ impl PollingApi {
         auth.require_write()?;
         hosts::get(&self.0.db, id.0).await?;
         let key = self.0.registry.trust_host_key(id.0).await?;
-        tracing::warn!(host_id = id.0, fingerprint = %key.fingerprint, by = %auth.0.name, "host key trusted");
+        tracing::warn!(
+            host_id = id.0,
+            fingerprint = %key.fingerprint,
+            by = %auth.0.name,
+            "host key trusted"
+        );
         Ok(TrustResponse::Ok(Json(HostKeyInfo {
             algorithm: key.algorithm,
             fingerprint: key.fingerprint,

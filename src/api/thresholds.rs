@@ -8,12 +8,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use crate::{
     alerts::{self, HOST_METRICS, MetricSpec, URL_METRICS},
     api::{
-        ApiTags,
-        auth::Token,
-        error::{
-            ApiResult,
-            status::{BadRequest, Forbidden, Invalid, NotFound},
-        },
+        ApiResult, ApiTags, Token,
+        status::{BadRequest, Forbidden, Invalid, NotFound},
         ts,
     },
     error::{Error, Result},

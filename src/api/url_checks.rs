@@ -11,12 +11,8 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiTags,
-        auth::Token,
-        error::{
-            ApiResult,
-            status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
-        },
+        ApiResult, ApiTags, Token,
+        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
         ts,
     },
     error::{Error, Result},
@@ -37,7 +33,8 @@ pub struct UrlCheckCreate {
     pub url: String,
     /// 6-field cron (with seconds); default once a minute at a second spread by name.
     pub schedule: Option<String>,
-    /// Expected statuses: codes or inclusive ranges, e.g. `["200-299", "418"]`. Default `["200-399"]`.
+    /// Expected statuses: codes or inclusive ranges, e.g. `["200-299", "418"]`. Default
+    /// `["200-399"]`.
     pub expected_status: Option<Vec<String>>,
     /// 100 to 60000; default 10000.
     pub timeout_ms: Option<u32>,

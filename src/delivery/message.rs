@@ -165,12 +165,21 @@ impl Message {
             &format!("{facts}\n{}", slack_escape(&self.notification.message)),
             3000,
         );
+        let header = json!({
+            "type": "plain_text",
+            "text": truncate(&self.subject(), 150),
+            "emoji": true,
+        });
+        let context = json!({
+            "type": "mrkdwn",
+            "text": format!("hostwatch · notification {}", self.notification.id),
+        });
         json!({
             "text": truncate(&format!("{icon} {}", self.subject()), 3000),
             "blocks": [
-                {"type": "header", "text": {"type": "plain_text", "text": truncate(&self.subject(), 150), "emoji": true}},
+                {"type": "header", "text": header},
                 {"type": "section", "text": {"type": "mrkdwn", "text": section}},
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": format!("hostwatch · notification {}", self.notification.id)}]}
+                {"type": "context", "elements": [context]}
             ]
         })
     }

@@ -14,7 +14,10 @@ use entity::{
 
 use super::{PollError, link::Link};
 use crate::{
-    alerts::text,
+    alerts::{
+        evaluate::{AlertKey, Notice, Subject},
+        text,
+    },
     error::Error,
     probe::{
         self,
@@ -26,9 +29,7 @@ use crate::{
     },
     store::{
         enrollment::{self, NewRun},
-        hosts,
-        notifications::NewNotification,
-        now_ms, ssh as ssh_store,
+        hosts, now_ms, ssh as ssh_store,
     },
 };
 
@@ -161,17 +162,9 @@ pub(super) async fn enroll(
         if previous_ok && !reported_elsewhere {
             let (title, body) =
                 text::status::enrollment_failed(&host.name, prepared.place(), &message);
-            link.notify(NewNotification {
-                host_id: Some(host_id),
-                ..NewNotification::new(
-                    AlertKind::EnrollmentFailed,
-                    Level::Warning,
-                    Event::Fired,
-                    title,
-                    body,
-                )
-            })
-            .await?;
+            let key = AlertKey::new(Subject::Host(host_id), AlertKind::EnrollmentFailed, "", "");
+            link.notify(Notice::new(key, Level::Warning, Event::Fired, title, body))
+                .await?;
         }
     }
     Ok(stored)

@@ -14,7 +14,10 @@ use sea_orm::DatabaseConnection;
 
 use super::{PollError, Prepared, cache::HostCache};
 use crate::{
-    alerts::text,
+    alerts::{
+        evaluate::{AlertKey, Notice, Subject},
+        text,
+    },
     crypto::SecretBox,
     error::Error,
     ssh::{
@@ -23,7 +26,7 @@ use crate::{
         pool::{ConnIdentity, Job, PoolError, PoolRun, SshPool},
     },
     store::{
-        notifications::{self, NewNotification, NotificationHub},
+        notifications::{self, NotificationHub},
         ssh::{self as ssh_store, SeenKey},
     },
 };
@@ -258,11 +261,9 @@ impl Link {
         if host.status != status
             && let Some(kind) = AlertKind::of_status(status)
         {
-            self.notify(NewNotification {
-                host_id: Some(host.id),
-                ..NewNotification::new(kind, Level::Critical, Event::Fired, title, body)
-            })
-            .await?;
+            let key = AlertKey::new(Subject::Host(host.id), kind, "", "");
+            self.notify(Notice::new(key, Level::Critical, Event::Fired, title, body))
+                .await?;
         }
         Ok(())
     }
@@ -276,17 +277,21 @@ impl Link {
         if let Some(kind) = AlertKind::of_status(host.status) {
             // The resolution carries the level that was firing, so a client following
             // level=critical sees both ends.
-            self.notify(NewNotification {
-                host_id: Some(host.id),
-                ..NewNotification::new(kind, Level::Critical, Event::Resolved, title, message)
-            })
+            let key = AlertKey::new(Subject::Host(host.id), kind, "", "");
+            self.notify(Notice::new(
+                key,
+                Level::Critical,
+                Event::Resolved,
+                title,
+                message,
+            ))
             .await?;
         }
         Ok(())
     }
 
     /// Writes a notification and tells the hub.
-    pub async fn notify(&self, n: NewNotification) -> Result<(), Error> {
+    pub async fn notify(&self, n: Notice) -> Result<(), Error> {
         let row = notifications::insert(&self.db, n).await?;
         self.hub.published(row.id);
         Ok(())

@@ -293,7 +293,8 @@ fn refuse_parked(prepared: &Prepared) -> Result<(), PollError> {
     let host = &prepared.host;
     match host.status {
         HostStatus::HostKeyMismatch => Err(PollError::Refused(format!(
-            "refused: the host key of {} changed; re-trust it with POST /api/v1/hosts/{}/host-key/trust",
+            "refused: the host key of {} changed; re-trust it with \
+             POST /api/v1/hosts/{}/host-key/trust",
             host.name, host.id
         ))),
         HostStatus::Unsupported => Err(PollError::Refused(format!(

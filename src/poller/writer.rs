@@ -39,12 +39,11 @@ use crate::{
 const MAX_BATCH: usize = 512;
 /// How long a batch waits for more results after its first. A transaction costs a fixed number
 /// of round trips to the database whatever its size, and those dominated the cost of a poll
-/// when results were written as they came (a few per transaction at 1,000 polls/s).
+/// when results were written as they came.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(25);
 /// A batch stops waiting when no result came for this long: results then arrive too seldom
-/// for waiting to pay, and each poll's caller would wait the whole linger for nothing (a
-/// lone poll took 25 ms longer). At 1 ms, batches at 10,000 hosts fell from ~35 to 5.5 polls
-/// and the CPU per poll rose by a quarter.
+/// for waiting to pay, and each poll's caller would wait the whole linger for nothing. Much
+/// shorter, and a large fleet's batches shrink to a few polls each (`docs/performance.md`).
 const GAP: std::time::Duration = std::time::Duration::from_millis(4);
 /// Results that may wait for the writer before pollers wait too.
 const QUEUE: usize = 4096;
@@ -77,8 +76,8 @@ type Queued = (SuccessRecord, Reply, std::time::Instant);
 
 /// How often results reach the writer, as a moving average of the time between two of them.
 /// Waiting for a batch to fill pays only when results come often; below one per [`GAP`] a
-/// batch would not grow while each poll's caller waited, so the writer writes at once (8 polls
-/// in a closed loop at ~180/s would each wait out the 4 ms gap for nothing).
+/// batch would not grow while each poll's caller waited (a few polls in a closed loop would
+/// each wait out the gap for nothing), so the writer writes at once.
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
     last: Option<std::time::Instant>,
@@ -267,7 +266,11 @@ async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Queued>, stats: A
                 let _ = replies.into_iter().next().expect("one").send(Err(e));
             }
             Err(e) => {
-                tracing::warn!(error = %e, results = records.len(), "batch write failed; writing its results one by one");
+                tracing::warn!(
+                    error = %e,
+                    results = records.len(),
+                    "batch write failed; writing its results one by one"
+                );
                 for (record, reply) in records.iter().zip(replies) {
                     let one = write_batch(&db, std::slice::from_ref(record)).await;
                     let _ = reply.send(one.map(|mut w| w.pop().unwrap_or_default()));

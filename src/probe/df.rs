@@ -4,8 +4,9 @@
 //! Neither the device nor the mount point is safe to split on whitespace: both may contain
 //! spaces, `%` and digits. A data line is read as: device, then the first run of four columns
 //! (three numbers or `-`, then a percentage or `-`), then the mount point exactly as printed
-//! from its leading `/`. BusyBox prints a raw newline inside a mount point, splitting an entry over two
-//! lines; without `-P`, a long device name sits alone on its line with the numbers on the next.
+//! from its leading `/`. BusyBox prints a raw newline inside a mount point, splitting an entry
+//! over two lines; without `-P`, a long device name sits alone on its line with the numbers on
+//! the next.
 
 /// One df row.
 #[derive(Debug, Clone, PartialEq, Eq)]

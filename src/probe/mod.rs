@@ -198,7 +198,8 @@ pub fn build_snapshot(output: &str, prev: Option<&Counters>, now_ms: i64) -> (Sn
 
     let uptime_seconds = memory::parse_uptime(section("uptime"));
     // A reboot resets every counter: no rate from before it is meaningful.
-    let rebooted = matches!((prev.and_then(|p| p.uptime_seconds), uptime_seconds), (Some(a), Some(b)) if b < a);
+    let previous_uptime = prev.and_then(|p| p.uptime_seconds);
+    let rebooted = matches!((previous_uptime, uptime_seconds), (Some(a), Some(b)) if b < a);
     let prev = prev.filter(|p| {
         !rebooted && now_ms > p.taken_at_ms && now_ms - p.taken_at_ms <= MAX_RATE_GAP_MS
     });

@@ -19,7 +19,7 @@ use crate::{
         machine::{AlertState, Phase},
     },
     error::Result,
-    store::notifications::{self, NewNotification},
+    store::notifications,
 };
 
 /// The unique text key of an alert, as the `alert_key` column holds it.
@@ -163,22 +163,7 @@ pub async fn apply(
     }
     let mut written = Vec::with_capacity(changes.notices.len());
     for n in changes.notices {
-        let key = n.key;
-        written.push(
-            notifications::insert(
-                db,
-                NewNotification {
-                    host_id: key.subject.host_id(),
-                    url_check_id: key.subject.url_check_id(),
-                    metric: (!key.metric.is_empty()).then_some(key.metric),
-                    label: (!key.label.is_empty()).then_some(key.label),
-                    value: n.value,
-                    threshold: n.threshold,
-                    ..NewNotification::new(key.kind, n.level, n.event, n.title, n.message)
-                },
-            )
-            .await?,
-        );
+        written.push(notifications::insert(db, n).await?);
     }
     Ok(written)
 }

@@ -27,10 +27,9 @@ use crate::error::Result;
 
 /// WAL pages SQLite lets a commit add before it checkpoints them into the database file
 /// (SQLite's default is 1,000). Each checkpoint syncs the WAL and the database file and copies
-/// every page the WAL holds, once however many commits rewrote it in the meantime; a fleet's
-/// commits reach 1,000 pages several times a second. At 10,000 simulated hosts with an hour of
-/// history, SQLite's threads took 47-51 µs per poll at 1,000 and 39-42 at 10,000. The WAL
-/// then grows to about 40 MB (4 KiB pages) between checkpoints.
+/// every page the WAL holds, once however many commits rewrote it in the meantime; a large
+/// fleet's commits reach 1,000 pages several times a second, so rarer checkpoints copy each hot
+/// page fewer times. The WAL then grows to about 40 MB (4 KiB pages) between checkpoints.
 const WAL_AUTOCHECKPOINT_PAGES: &str = "10000";
 /// What the WAL file is cut back to when a checkpoint empties it (64 MiB): without a limit it
 /// keeps the largest size it ever reached, for instance behind a long read.
@@ -39,10 +38,8 @@ const WAL_SIZE_LIMIT_BYTES: &str = "67108864";
 /// Where SQLite keeps its temporary files, among them the statement journal: the copy of every
 /// page a statement changes, kept so that one failing statement can be undone inside its
 /// transaction. The poll writer's multi-row statements inside its transactions need one, and
-/// past the 64 KiB SQLite holds in memory by default it went to a file in `/var/tmp` (2.9
-/// writes per poll at 10,000 hosts, counted with strace). In memory, in
-/// alternating runs at 10,000 simulated hosts: SQLite's threads 40, 36 → 33, 27 µs per poll, the
-/// whole poller 150, 175 → 136, 162 µs (the simulator beside it at 8.1, 9.7 → 8.1, 9.2 %).
+/// past the 64 KiB SQLite holds in memory by default it went to a file in `/var/tmp`, written
+/// several times per poll.
 ///
 /// Temporary tables and sorts too large for the page cache then stay in memory as well; the
 /// service's queries read in index order with limits and retention deletes in chunks, so none

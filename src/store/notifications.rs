@@ -3,10 +3,7 @@
 //! Ids only grow, so `after_id` is a stable cursor: a client that keeps the `next_after_id` of
 //! its last page sees every notification exactly once, oldest first.
 
-use entity::{
-    notification,
-    types::{AlertKind, Event, Level, NotificationState},
-};
+use entity::{notification, types::Level};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -14,6 +11,7 @@ use sea_orm::{
 use tokio::sync::watch;
 
 use crate::{
+    alerts::evaluate::Notice,
     error::{Error, Result},
     store::now_ms,
 };
@@ -46,66 +44,17 @@ impl NotificationHub {
     }
 }
 
-/// A notification to write.
-#[derive(Debug, Clone)]
-pub struct NewNotification {
-    pub host_id: Option<i64>,
-    pub url_check_id: Option<i64>,
-    pub kind: AlertKind,
-    pub metric: Option<String>,
-    pub label: Option<String>,
-    pub level: Level,
-    pub event: Event,
-    pub value: Option<f64>,
-    pub threshold: Option<f64>,
-    pub title: String,
-    pub message: String,
-}
-
-impl NewNotification {
-    /// A notification of `kind` about nothing in particular yet (set `host_id` or
-    /// `url_check_id`, and the metric fields where they apply).
-    pub fn new(
-        kind: AlertKind,
-        level: Level,
-        event: Event,
-        title: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self {
-            host_id: None,
-            url_check_id: None,
-            kind,
-            metric: None,
-            label: None,
-            level,
-            event,
-            value: None,
-            threshold: None,
-            title: title.into(),
-            message: message.into(),
-        }
-    }
-
-    /// Whether the alert is firing after the event (the notification's `state`).
-    pub fn state(&self) -> NotificationState {
-        match self.event {
-            Event::Resolved => NotificationState::Resolved,
-            _ => NotificationState::Firing,
-        }
-    }
-}
-
 /// Writes a notification and its delivery rows (inside the caller's transaction, when there is
 /// one, so neither exists without the other). The caller tells the hub after committing.
-pub async fn insert(db: &impl ConnectionTrait, n: NewNotification) -> Result<notification::Model> {
+pub async fn insert(db: &impl ConnectionTrait, n: Notice) -> Result<notification::Model> {
     let state = n.state();
+    let key = n.key;
     let row = notification::ActiveModel {
-        host_id: Set(n.host_id),
-        url_check_id: Set(n.url_check_id),
-        kind: Set(n.kind),
-        metric: Set(n.metric),
-        label: Set(n.label),
+        host_id: Set(key.subject.host_id()),
+        url_check_id: Set(key.subject.url_check_id()),
+        kind: Set(key.kind),
+        metric: Set((!key.metric.is_empty()).then_some(key.metric)),
+        label: Set((!key.label.is_empty()).then_some(key.label)),
         level: Set(n.level),
         state: Set(state),
         event: Set(Some(n.event)),

@@ -5,7 +5,9 @@
 
 pub mod sshd;
 
+use entity::types::{AlertKind, Event, Level};
 use hostwatch::{
+    alerts::evaluate::{AlertKey, Notice, Subject},
     api,
     crypto::SecretBox,
     poller::PollerSettings,
@@ -210,6 +212,23 @@ pub async fn request(
         serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"))
     };
     (status, json)
+}
+
+/// A `cpu.usage_pct` threshold notification of `host_id` firing at `level` ("warning" or
+/// "critical") with `value` over 90.
+pub fn cpu_fired(host_id: i64, level: &str, value: f64, title: &str, message: &str) -> Notice {
+    let key = AlertKey::new(
+        Subject::Host(host_id),
+        AlertKind::Threshold,
+        "cpu.usage_pct",
+        "",
+    );
+    let level = Level::parse(level).expect("a level");
+    Notice {
+        value: Some(value),
+        threshold: Some(90.0),
+        ..Notice::new(key, level, Event::Fired, title, message)
+    }
 }
 
 /// An OpenSSH private key made by ssh-keygen, optionally encrypted.
