@@ -24,7 +24,7 @@ echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git di
 echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
 log "building (release)"
-cargo build --release --bin bench --bin fleetsim 2>&1 | tail -n 1 >&2
+cargo build --release --features bench --bin bench --bin fleetsim 2>&1 | tail -n 1 >&2
 
 # A real sshd on a free loopback port, with a dedicated user whose shell is /bin/sh.
 work=$(mktemp -d /tmp/hostwatch-bench.XXXXXX)

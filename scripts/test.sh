@@ -50,8 +50,8 @@ export HOSTWATCH_TEST_PG_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
-log "cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+log "cargo clippy --all-targets --all-features -- -D warnings"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "cargo test (SQLite and PostgreSQL)"
 results="$pg_dir/test-output"
 set +e

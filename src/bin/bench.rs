@@ -23,6 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use entity::{host, poll};
 use hostwatch::{
     crypto::SecretBox,
@@ -42,22 +43,84 @@ use sea_orm::{
 use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
 
-/// The value after `name`, if given.
-fn arg_opt(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+/// hostwatch's benchmark driver; `scripts/bench.sh` runs each part.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Cli {
+    #[command(subcommand)]
+    part: Part,
 }
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    arg_opt(args, name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+#[derive(Debug, Subcommand)]
+enum Part {
+    /// Polls/s against a real sshd: hostwatch's poller, `ssh` subprocesses, local `sh`.
+    A(PartA),
+    /// A simulated fleet on a 10 s schedule, polled by the whole service.
+    B(PartB),
+    /// The simulated fleet as bare SSH connections running the probe.
+    C(Fleet),
 }
 
-fn arg_str(args: &[String], name: &str) -> String {
-    arg_opt(args, name).unwrap_or_else(|| panic!("{name} is required"))
+#[derive(Debug, Args)]
+struct PartA {
+    /// The sshd's port on 127.0.0.1.
+    #[arg(long, default_value_t = 2222)]
+    port: u16,
+    /// The user to log in as.
+    #[arg(long)]
+    user: String,
+    /// Its private key (unencrypted).
+    #[arg(long)]
+    key: std::path::PathBuf,
+    /// Polls in flight at once, each way.
+    #[arg(long, default_value_t = 8)]
+    parallel: usize,
+    /// Seconds each way runs in all.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Rounds the three ways take turns in.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// Run only one way (for profiling).
+    #[arg(long, value_enum)]
+    only: Option<Way>,
+}
+
+/// How part A polls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Way {
+    Hostwatch,
+    Ssh,
+    Local,
+}
+
+/// A simulated fleet.
+#[derive(Debug, Args)]
+struct Fleet {
+    /// Simulated hosts.
+    #[arg(long, default_value_t = 100)]
+    hosts: usize,
+    /// The fleet simulator's binary.
+    #[arg(long)]
+    sim: std::path::PathBuf,
+    /// The first simulated host's port (one port per host from here).
+    #[arg(long, default_value_t = 20_000)]
+    base_port: u16,
+    /// The measured window, in seconds.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+}
+
+#[derive(Debug, Args)]
+struct PartB {
+    #[command(flatten)]
+    fleet: Fleet,
+    /// Hosts talked to over SSH at once.
+    #[arg(long, default_value_t = 128)]
+    max_concurrent_polls: usize,
+    /// Minutes of past polls each host gets first, so the database is not a young one.
+    #[arg(long, default_value_t = 0)]
+    history_minutes: u64,
 }
 
 /// CPU seconds (user + system) this process has used.
@@ -250,14 +313,17 @@ async fn run_shell(program: &str, args: &[String]) -> bool {
     matches!(child.wait_with_output().await, Ok(o) if o.status.success() && o.stdout.len() > 1000)
 }
 
-async fn part_a(args: &[String]) {
-    let port: u16 = arg(args, "--port", 2222);
-    let user = arg_str(args, "--user");
-    let key_file = arg_str(args, "--key");
-    let parallel: usize = arg(args, "--parallel", 8);
-    let seconds: u64 = arg(args, "--seconds", 15);
-    let rounds: u32 = arg(args, "--rounds", 5).max(1);
-    let only = arg_opt(args, "--only");
+async fn part_a(args: PartA) {
+    let PartA {
+        port,
+        user,
+        key: key_file,
+        parallel,
+        seconds,
+        rounds,
+        only,
+    } = args;
+    let key_file = key_file.to_string_lossy().into_owned();
     let key = Zeroizing::new(std::fs::read_to_string(&key_file).expect("key file"));
     let info = hostwatch::ssh::keys::inspect_private_key(&key, None).expect("key");
 
@@ -314,17 +380,17 @@ async fn part_a(args: &[String]) {
     // The three ways take turns in short rounds, so a machine that gets faster or slower during
     // the run (other tenants, frequency scaling) shifts all three alike instead of one.
     let slice = Duration::from_secs_f64(seconds as f64 / rounds as f64);
-    let runs = |way: &str| only.as_deref().is_none_or(|o| o == way);
+    let runs = |way: Way| only.is_none_or(|o| o == way);
     let (mut hostwatch, mut baseline, mut floor) =
         (Tally::default(), Tally::default(), Tally::default());
     for _ in 0..rounds {
-        if runs("hostwatch") {
+        if runs(Way::Hostwatch) {
             hostwatch.add(rate(parallel, slice, hostwatch_poll.clone()).await);
         }
-        if runs("ssh") {
+        if runs(Way::Ssh) {
             baseline.add(rate(parallel, slice, ssh_poll.clone()).await);
         }
-        if runs("local") {
+        if runs(Way::Local) {
             floor.add(rate(parallel, slice, local_poll).await);
         }
     }
@@ -368,7 +434,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 /// connection); returns once all listen.
 async fn start_fleet(
     dir: &std::path::Path,
-    sim: &str,
+    sim: &std::path::Path,
     hosts: usize,
     base: u16,
 ) -> Vec<tokio::process::Child> {
@@ -401,13 +467,18 @@ async fn start_fleet(
     sims
 }
 
-async fn part_b(args: &[String]) {
-    let hosts: usize = arg(args, "--hosts", 100);
-    let base: u16 = arg(args, "--base-port", 20_000);
-    let seconds: u64 = arg(args, "--seconds", 60);
-    let sim = arg_str(args, "--sim");
-    let max_concurrent: usize = arg(args, "--max-concurrent-polls", 128);
-    let history_minutes: u64 = arg(args, "--history-minutes", 0);
+async fn part_b(args: PartB) {
+    let PartB {
+        fleet:
+            Fleet {
+                hosts,
+                sim,
+                base_port: base,
+                seconds,
+            },
+        max_concurrent_polls: max_concurrent,
+        history_minutes,
+    } = args;
     const PERIOD_MS: i64 = 10_000;
     let files = hostwatch::app::raise_fd_limit(hosts as u64 * 2 + 4096);
 
@@ -596,11 +667,13 @@ async fn run_probes(
 /// `bench c`: the simulated fleet held by bare SSH connections, hostwatch's client on russh
 /// with no parse, store or scheduler: what a connection costs by itself, to set against `b`'s
 /// RSS per host.
-async fn part_c(args: &[String]) {
-    let hosts: usize = arg(args, "--hosts", 100);
-    let base: u16 = arg(args, "--base-port", 20_000);
-    let seconds: u64 = arg(args, "--seconds", 60);
-    let sim = arg_str(args, "--sim");
+async fn part_c(args: Fleet) {
+    let Fleet {
+        hosts,
+        sim,
+        base_port: base,
+        seconds,
+    } = args;
     hostwatch::app::raise_fd_limit(hosts as u64 * 2 + 4096);
     let dir = tempfile::tempdir().expect("temp dir");
     let sims = start_fleet(dir.path(), &sim, hosts, base).await;
@@ -673,15 +746,9 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("a") => part_a(&args).await,
-        Some("b") => part_b(&args).await,
-        Some("c") => part_c(&args).await,
-        _ => {
-            eprintln!(
-                "usage: bench a --port P --user U --key FILE | bench b --hosts N --sim PATH | bench c --hosts N --sim PATH"
-            )
-        }
+    match Cli::parse().part {
+        Part::A(args) => part_a(args).await,
+        Part::B(args) => part_b(args).await,
+        Part::C(args) => part_c(args).await,
     }
 }

@@ -7,11 +7,11 @@
 //! `--slow` (answer after `--slow-ms`), `--mute` (never answer an exec), `--drop` (close the
 //! connection on exec), `--flood` (2 MB of output).
 //!
-//! Usage: fleetsim --hosts 1000 --base-port 20000 [--gpus 100] [--slow 5 --slow-ms 3000]
-//!                 [--mute 5] [--drop 5] [--flood 5] [--ready-file PATH]
+//! `fleetsim --help` lists the flags.
 
 use std::{sync::Arc, time::Duration};
 
+use clap::Parser;
 use russh::{
     Channel, ChannelId,
     keys::{Algorithm, PrivateKey},
@@ -206,30 +206,52 @@ impl server::Handler for Conn {
     }
 }
 
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// A fleet of simulated SSH hosts on loopback. Misbehaving hosts are taken from the start of
+/// the range in the order of their flags.
+#[derive(Debug, Parser)]
+#[command(name = "fleetsim")]
+struct Cli {
+    /// Simulated hosts.
+    #[arg(long, default_value_t = 100)]
+    hosts: usize,
+    /// Host `i` listens on this port plus `i`.
+    #[arg(long, default_value_t = 20_000)]
+    base_port: u16,
+    /// Hosts (the last ones) with two GPUs.
+    #[arg(long, default_value_t = 0)]
+    gpus: usize,
+    /// Hosts that answer after `--slow-ms`.
+    #[arg(long, default_value_t = 0)]
+    slow: usize,
+    #[arg(long, default_value_t = 3000)]
+    slow_ms: u64,
+    /// Hosts that never answer an exec.
+    #[arg(long, default_value_t = 0)]
+    mute: usize,
+    /// Hosts that close the connection on exec.
+    #[arg(long, default_value_t = 0)]
+    drop: usize,
+    /// Hosts that answer with 2 MB of output.
+    #[arg(long, default_value_t = 0)]
+    flood: usize,
+    /// Written once every host listens.
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let hosts = arg(&args, "--hosts", 100) as usize;
-    let base = arg(&args, "--base-port", 20_000) as u16;
-    let gpus = arg(&args, "--gpus", 0) as usize;
-    let slow = arg(&args, "--slow", 0) as usize;
-    let slow_ms = arg(&args, "--slow-ms", 3000);
-    let mute = arg(&args, "--mute", 0) as usize;
-    let drop = arg(&args, "--drop", 0) as usize;
-    let flood = arg(&args, "--flood", 0) as usize;
-    let ready = args
-        .iter()
-        .position(|a| a == "--ready-file")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
+    let Cli {
+        hosts,
+        base_port: base,
+        gpus,
+        slow,
+        slow_ms,
+        mute,
+        drop,
+        flood,
+        ready_file: ready,
+    } = Cli::parse();
     let files = hostwatch::app::raise_fd_limit((hosts as u64) * 3 + 1024);
     assert!(
         files >= hosts as u64 * 2 + 64,
