@@ -168,6 +168,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ..Default::default()
     };
     let services = Services::start(db, secrets, settings);
+    // Whatever ends the service (a signal, a failure to start), it shuts down in order.
+    let served = run(&services, &args).await;
+    services.shutdown().await?;
+    served
+}
+
+/// The workers and the HTTP server, until a signal or the server's end.
+async fn run(services: &Services, args: &ServeArgs) -> Result<()> {
     services.run_scheduler(args.max_concurrent_polls).await?;
     services.run_delivery();
     services.run_retention(args.retention);
@@ -184,9 +192,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         () = stop.cancelled() => {}
     }
     stop.cancel();
-    let served = running.task.await;
-    services.shutdown().await?;
-    served
+    running
+        .task
+        .await
         .map_err(|e| Error::Internal(format!("the HTTP server task failed: {e}")))?
         .map_err(|e| Error::io("serving", e))
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use entity::{enrollment_run, host_key, threshold, url_check};
 use sea_orm::DatabaseConnection;
-use tokio_util::task::TaskTracker;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     crypto::SecretBox,
@@ -29,8 +29,10 @@ pub struct Registry {
     poller: Arc<Poller>,
     /// Present once hosts are polled on their schedules (`serve`); absent in API-only uses.
     scheduler: OnceLock<Arc<PollScheduler>>,
-    /// Where background work (an enrollment after registration) is spawned.
+    /// Where background work (an enrollment after registration) is spawned, and when it
+    /// stops.
     tasks: TaskTracker,
+    stop: CancellationToken,
 }
 
 impl Registry {
@@ -39,6 +41,7 @@ impl Registry {
         secrets: Arc<SecretBox>,
         poller: Arc<Poller>,
         tasks: TaskTracker,
+        stop: CancellationToken,
     ) -> Self {
         Self {
             db,
@@ -46,6 +49,7 @@ impl Registry {
             poller,
             scheduler: OnceLock::new(),
             tasks,
+            stop,
         }
     }
 
@@ -84,10 +88,17 @@ impl Registry {
                 scheduler.run_now(JobKey::Host(host_id));
             }
             _ if self.poller.settings().enroll_on_create => {
-                let poller = self.poller.clone();
+                let (poller, stop) = (self.poller.clone(), self.stop.clone());
                 self.tasks.spawn(async move {
-                    if let Err(err) = poller.enroll(host_id, true).await {
-                        tracing::warn!(host_id, error = %err, "enrollment did not run");
+                    // Stopped by shutdown, it leaves no run: the host is enrolled at its first
+                    // poll after the next start.
+                    tokio::select! {
+                        result = poller.enroll(host_id, true) => {
+                            if let Err(err) = result {
+                                tracing::warn!(host_id, error = %err, "enrollment did not run");
+                            }
+                        }
+                        () = stop.cancelled() => {}
                     }
                 });
             }

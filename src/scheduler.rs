@@ -350,11 +350,19 @@ impl PollScheduler {
         let poller = self.poller.clone();
         let url_checks = self.url_checks.clone();
         let permits = self.permits.clone();
+        let stop = self.stop.clone();
         self.runs.spawn(async move {
             let _guard = guard;
-            let Ok(permit) = permits.acquire_owned().await else {
-                return;
+            // A run still waiting for its turn when shutdown begins is not in flight: it does
+            // not start (nor does one spawned by a tick that raced the shutdown).
+            let permit = tokio::select! {
+                permit = permits.acquire_owned() => permit,
+                () = stop.cancelled() => return,
             };
+            let Ok(permit) = permit else { return };
+            if stop.is_cancelled() {
+                return;
+            }
             match key {
                 JobKey::Host(host_id) => {
                     match poller.poll_holding(host_id, force, Some(permit)).await {

@@ -4,8 +4,9 @@
 //! Every task the service spawns belongs to its task tracker and watches its one cancellation
 //! token. [`Services::shutdown`] stops them in an order that loses nothing: the scheduler
 //! starts no more polls and waits for those in flight, the poll writer stores what is queued
-//! and ends, the newest snapshots are written, the remaining tasks (deliveries under way,
-//! background enrollments) get a bounded time to end, and the database closes last.
+//! and ends, the newest snapshots are written, the remaining tasks (deliveries under way, which
+//! record their outcome; background enrollments stop) get a bounded time to end, and the
+//! database closes last.
 
 use std::{
     sync::{Arc, Mutex},
@@ -27,9 +28,10 @@ use crate::{
     urlcheck::{runner::SystemResolver, service::UrlCheckService},
 };
 
-/// How long shutdown waits for the tasks left once polling and storing have stopped
-/// (deliveries under way, background enrollments) before it closes the database anyway.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How much longer than a delivery's own deadline shutdown waits for the tasks left once
+/// polling and storing have stopped (deliveries under way, which then record their outcome)
+/// before it closes the database anyway.
+const DRAIN_MARGIN: Duration = Duration::from_secs(5);
 
 /// The service's parts. Cheap to clone: every part is shared.
 #[derive(Clone, Debug)]
@@ -55,6 +57,8 @@ struct Lifecycle {
     stop: CancellationToken,
     tasks: TaskTracker,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// How long shutdown waits for the last tasks.
+    drain: Duration,
 }
 
 impl Services {
@@ -99,7 +103,10 @@ impl Services {
     ) -> Self {
         let secrets = Arc::new(secrets);
         let hub = NotificationHub::default();
-        let lifecycle = Arc::new(Lifecycle::default());
+        let lifecycle = Arc::new(Lifecycle {
+            drain: delivery.timeout + DRAIN_MARGIN,
+            ..Default::default()
+        });
         let poller = Arc::new(Poller::new(
             db.clone(),
             secrets.clone(),
@@ -111,6 +118,7 @@ impl Services {
             secrets.clone(),
             poller.clone(),
             lifecycle.tasks.clone(),
+            lifecycle.stop.clone(),
         ));
         let url_checks = Arc::new(UrlCheckService::new(
             db.clone(),
@@ -125,6 +133,7 @@ impl Services {
                 hub.clone(),
                 delivery,
                 lifecycle.tasks.clone(),
+                lifecycle.stop.clone(),
             )
             .expect("the delivery HTTP client builds"),
         );
@@ -167,9 +176,7 @@ impl Services {
 
     /// Sends the notification outbox until shutdown.
     pub fn run_delivery(&self) {
-        let delivery = self.delivery.clone();
-        let stop = self.lifecycle.stop.clone();
-        self.lifecycle.tasks.spawn(delivery.run(stop));
+        self.lifecycle.tasks.spawn(self.delivery.clone().run());
     }
 
     /// Deletes history older than `retention` now and every ten minutes, until shutdown.
@@ -200,13 +207,14 @@ impl Services {
             Err(e) => tracing::error!(error = %e, "could not write the latest snapshots"),
         }
         life.tasks.close();
-        if tokio::time::timeout(DRAIN_TIMEOUT, life.tasks.wait())
+        if tokio::time::timeout(life.drain, life.tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!(
                 tasks = life.tasks.len(),
-                "tasks still running after {DRAIN_TIMEOUT:?}; closing the database anyway"
+                "tasks still running after {:?}; closing the database anyway",
+                life.drain
             );
         } else {
             tracing::info!("every task has ended");

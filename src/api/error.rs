@@ -263,11 +263,21 @@ impl<S> From<Fail<S>> for poem::Error {
 pub type ApiResult<T, S = ()> = Result<T, Fail<S>>;
 
 fn json_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut resp = Response::builder().status(status).finish();
+    set_json_body(&mut resp, code, message);
+    resp
+}
+
+/// Gives `resp` the error body, keeping its status and other headers.
+fn set_json_body(resp: &mut Response, code: &str, message: &str) {
     let body = serde_json::json!({ "error": code, "message": message });
-    Response::builder()
-        .status(status)
-        .content_type("application/json; charset=utf-8")
-        .body(body.to_string())
+    resp.headers_mut().insert(
+        poem::http::header::CONTENT_TYPE,
+        poem::http::HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .remove(poem::http::header::CONTENT_LENGTH);
+    resp.set_body(body.to_string());
 }
 
 /// The error code and message of an error raised outside the operations, by its type.
@@ -333,10 +343,13 @@ pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Res
         Ok(resp) => resp.into_response(),
         // An operation's failure (or anything else made from a response) carries its response.
         Err(err) if err.is_from_response() => err.into_response(),
-        // Raised before an operation ran: told apart by its type.
+        // Raised before an operation ran: told apart by its type; its headers (`Allow`, say)
+        // stay.
         Err(err) => {
             let (code, message) = describe(&err);
-            return Ok(json_response(err.status(), code, &message));
+            let mut resp = err.into_response();
+            set_json_body(&mut resp, code, &message);
+            return Ok(resp);
         }
     };
     Ok(with_json_body(resp).await)

@@ -251,6 +251,8 @@ pub struct DeliveryService {
     busy: Mutex<HashSet<i64>>,
     /// Where each channel's sending task is spawned.
     tasks: TaskTracker,
+    /// Cancelled at shutdown: the worker stops, and sending tasks finish the send under way.
+    stop: CancellationToken,
 }
 
 impl DeliveryService {
@@ -260,6 +262,7 @@ impl DeliveryService {
         hub: NotificationHub,
         settings: DeliverySettings,
         tasks: TaskTracker,
+        stop: CancellationToken,
     ) -> Result<Self> {
         Ok(Self {
             db,
@@ -269,11 +272,13 @@ impl DeliveryService {
             settings,
             busy: Default::default(),
             tasks,
+            stop,
         })
     }
 
-    /// Runs until `stop` is cancelled: wakes on new notifications and every tick.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    /// Runs until shutdown: wakes on new notifications and every tick.
+    pub async fn run(self: Arc<Self>) {
+        let stop = self.stop.clone();
         let mut wake = self.hub.subscribe();
         loop {
             if let Err(e) = self.dispatch().await {
@@ -317,6 +322,11 @@ impl DeliveryService {
             Err(e) => return Err(e),
         };
         for d in rows {
+            // At shutdown the send under way finishes and is recorded; the rest wait for the
+            // next start.
+            if self.stop.is_cancelled() {
+                break;
+            }
             let Some(settings) = &settings else {
                 deliveries::mark_failed(&self.db, &d, "the channel is disabled", None).await?;
                 continue;

@@ -10,10 +10,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Instant,
 };
 
@@ -35,6 +32,8 @@ pub(super) struct Newest {
 /// Everything kept in memory about one host.
 #[derive(Debug, Default)]
 pub(super) struct HostEntry {
+    /// Counts the host's invalidations, so that rows read before one are not cached after it.
+    generation: u64,
     pub target: Option<Arc<Prepared>>,
     pub rules: Option<Arc<Vec<ThresholdRule>>>,
     pub counters: Option<Counters>,
@@ -44,22 +43,10 @@ pub(super) struct HostEntry {
     pub key_seen: Option<(String, Instant)>,
 }
 
-impl HostEntry {
-    fn is_empty(&self) -> bool {
-        self.target.is_none()
-            && self.rules.is_none()
-            && self.counters.is_none()
-            && self.newest.is_none()
-            && self.key_seen.is_none()
-    }
-}
-
 /// The per-host entries.
 #[derive(Default)]
 pub(super) struct HostCache {
     entries: Mutex<HashMap<i64, HostEntry>>,
-    /// Counts invalidations, so that rows read before one are not cached after it.
-    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for HostCache {
@@ -93,14 +80,14 @@ impl HostCache {
         }
     }
 
-    /// The invalidation count now: take it before reading rows to cache, and cache them with
-    /// [`HostCache::update_unless_invalidated`].
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// The host's invalidation count now: take it before reading rows to cache, and cache
+    /// them with [`HostCache::update_unless_invalidated`].
+    pub fn generation(&self, host_id: i64) -> u64 {
+        self.lock().get(&host_id).map_or(0, |e| e.generation)
     }
 
-    /// Changes the host's entry, unless an invalidation came since `generation` was taken (what
-    /// was read then may be stale: it is used once, not kept).
+    /// Changes the host's entry, unless the host was invalidated since `generation` was taken
+    /// (what was read then may be stale: it is used once, not kept).
     pub fn update_unless_invalidated(
         &self,
         host_id: i64,
@@ -108,32 +95,33 @@ impl HostCache {
         f: impl FnOnce(&mut HostEntry),
     ) {
         let mut entries = self.lock();
-        if self.generation() == generation {
-            f(entries.entry(host_id).or_default());
+        let entry = entries.entry(host_id).or_default();
+        if entry.generation == generation {
+            f(entry);
         }
     }
 
     /// Drops what was read from the database about a host; its newest snapshot stays.
     pub fn invalidate(&self, host_id: i64) {
         let mut entries = self.lock();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        if let Some(entry) = entries.get_mut(&host_id) {
-            let newest = entry.newest.take();
-            *entry = HostEntry {
-                newest,
-                ..Default::default()
-            };
-            if entry.is_empty() {
-                entries.remove(&host_id);
-            }
-        }
+        let entry = entries.entry(host_id).or_default();
+        *entry = HostEntry {
+            generation: entry.generation + 1,
+            newest: entry.newest.take(),
+            ..Default::default()
+        };
     }
 
-    /// Forgets a deleted host entirely.
+    /// Forgets a deleted host, its newest snapshot too. What is left is its invalidation
+    /// count, so a read that began before the deletion is not cached under its id (which a new
+    /// host may be given).
     pub fn forget(&self, host_id: i64) {
         let mut entries = self.lock();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        entries.remove(&host_id);
+        let entry = entries.entry(host_id).or_default();
+        *entry = HostEntry {
+            generation: entry.generation + 1,
+            ..Default::default()
+        };
     }
 
     /// Every host's newest snapshot with its counters (when in memory), for the shutdown flush.
@@ -173,13 +161,12 @@ mod tests {
             assert!(e.counters.is_none() && e.key_seen.is_none());
             assert_eq!(e.newest.as_ref().map(|n| n.taken_at), Some(15));
         });
-        assert_eq!(cache.lock().len(), 1, "an entry with nothing left goes");
         assert_eq!(cache.newest_all().len(), 1);
         cache.forget(1);
         assert!(cache.newest_all().is_empty());
         cache.update_existing(3, |e| e.newest = Some(newest(1)));
         assert!(
-            cache.lock().is_empty(),
+            !cache.lock().contains_key(&3),
             "no entry is made for an unknown host"
         );
     }
@@ -187,11 +174,15 @@ mod tests {
     #[test]
     fn rows_read_before_an_invalidation_are_not_kept() {
         let cache = HostCache::default();
-        let before = cache.generation();
-        cache.invalidate(9);
+        let before = cache.generation(4);
+        let other = cache.generation(5);
+        cache.invalidate(4);
         cache.update_unless_invalidated(4, before, |e| e.counters = Some(Counters::default()));
         cache.read(4, |e| assert!(e.counters.is_none()));
-        let now = cache.generation();
+        // Another host's invalidation does not hold this one's back.
+        cache.update_unless_invalidated(5, other, |e| e.counters = Some(Counters::default()));
+        cache.read(5, |e| assert!(e.counters.is_some()));
+        let now = cache.generation(4);
         cache.update_unless_invalidated(4, now, |e| e.counters = Some(Counters::default()));
         cache.read(4, |e| assert!(e.counters.is_some()));
     }

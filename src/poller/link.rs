@@ -82,7 +82,7 @@ impl Link {
         if let Some(hit) = self.cache.read(host_id, |e| e.target.clone()) {
             return Ok(hit);
         }
-        let generation = self.cache.generation();
+        let generation = self.cache.generation(host_id);
         let loaded = Arc::new(self.prepare(host_id).await?);
         self.cache
             .update_unless_invalidated(host_id, generation, |e| e.target = Some(loaded.clone()));
@@ -319,7 +319,6 @@ impl Link {
         let key = seen_key(&session.host_key);
         session.close().await;
         let row = ssh_store::trust_only(&self.db, host_id, &key).await?;
-        self.forget_connection(host_id).await;
         if prepared.host.status == HostStatus::HostKeyMismatch {
             ssh_store::set_status(
                 &self.db,
@@ -337,6 +336,8 @@ impl Link {
             )
             .await?;
         }
+        // After every write: a poll meanwhile must not cache the rows from before.
+        self.forget_connection(host_id).await;
         Ok(row)
     }
 

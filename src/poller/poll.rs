@@ -279,7 +279,7 @@ impl Poller {
         if let Some(hit) = self.link.cache.read(host_id, |e| e.rules.clone()) {
             return Ok(hit);
         }
-        let generation = self.link.cache.generation();
+        let generation = self.link.cache.generation(host_id);
         let loaded = Arc::new(thresholds::rules(&self.link.db, Owner::Host(host_id)).await?);
         self.link
             .cache
