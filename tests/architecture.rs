@@ -5,7 +5,9 @@
 //!   SSH, HTTP or async runtime crate, no `std` file, network or process module, and no module
 //!   of the crate but each other, `error` and the value types of `entity::types`;
 //! - SQL only in `store`: elsewhere no query building, no entity's `find`/`insert`, no raw
-//!   statements — only connections and transactions to pass to `store`.
+//!   statements — only connections and transactions to pass to `store`;
+//! - every transaction begins through `store::begin_write` (on SQLite a write transaction from
+//!   the start, so concurrent writers queue instead of failing with "database is locked").
 //!
 //! Each rule is also tried on a small made-up tree that breaks it, so the checks themselves can
 //! fail.
@@ -372,7 +374,6 @@ fn impurities(sources: &BTreeMap<ModPath, String>) -> Vec<String> {
 const SEA_ORM_OUTSIDE_STORE: &[&str] = &[
     "DatabaseConnection",
     "DatabaseTransaction",
-    "TransactionTrait",
     "DbErr",
     "SqlErr",
 ];
@@ -418,6 +419,25 @@ fn sql_outside_store(sources: &BTreeMap<ModPath, String>) -> Vec<String> {
     found.sort();
     found.dedup();
     found
+}
+
+/// Transactions begun other than through `store::begin_write`.
+fn plain_transactions(sources: &BTreeMap<ModPath, String>) -> Vec<String> {
+    sources
+        .iter()
+        .filter(|(_, text)| {
+            let code = code_only(text);
+            code.contains(".begin()") || code.contains("TransactionTrait")
+        })
+        .map(|(module, _)| format!("{} begins a transaction itself", module.join("::")))
+        .filter(|found| found != "store begins a transaction itself")
+        .collect()
+}
+
+#[test]
+fn every_transaction_starts_as_a_write() {
+    let found = plain_transactions(&library_sources());
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub use writer::WriterStats;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use entity::{enrollment_run, host, host_key, types::PollErrorKind};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 
 use crate::{
     alerts::{
@@ -291,7 +291,7 @@ impl Poller {
                 snapshot_only.push(row)
             }
         }
-        let txn = self.link.db.begin().await?;
+        let txn = crate::store::begin_write(&self.link.db).await?;
         polls::write_newest(
             &txn,
             &rows.iter().collect::<Vec<_>>(),

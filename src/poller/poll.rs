@@ -8,7 +8,6 @@ use entity::{
     host,
     types::{HostStatus, PollErrorKind, PollOutcome},
 };
-use sea_orm::TransactionTrait;
 
 use super::{LATEST_ROW_EVERY_MS, PollError, Poller, Prepared, who, writer::SuccessRecord};
 use crate::{
@@ -122,7 +121,7 @@ impl Poller {
     /// The poll record of a failure, and the `host_unreachable` count, in one transaction.
     async fn record_failure(&self, failed: &FailedPoll) -> Result<(), PollError> {
         let db = &self.link.db;
-        let txn = db.begin().await.map_err(Error::from)?;
+        let txn = crate::store::begin_write(db).await?;
         let host = polls::write_failed(&txn, failed).await?;
         let mut written = Vec::new();
         if let Some(host) = host.filter(|h| h.status == HostStatus::Unreachable) {

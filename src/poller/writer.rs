@@ -21,7 +21,7 @@ use std::{
 };
 
 use entity::notification;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Prepared, who};
@@ -285,7 +285,7 @@ async fn write_batch(
     db: &DatabaseConnection,
     records: &[SuccessRecord],
 ) -> Result<Vec<Vec<notification::Model>>> {
-    let txn = db.begin().await?;
+    let txn = crate::store::begin_write(db).await?;
     let latest: Vec<&LatestRow> = records.iter().filter_map(|r| r.latest.as_ref()).collect();
     let polls: Vec<OkPoll<'_>> = records
         .iter()

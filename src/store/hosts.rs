@@ -11,7 +11,7 @@ use entity::{
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
 };
 use zeroize::Zeroizing;
 
@@ -173,7 +173,7 @@ pub async fn create(
     secrets: &SecretBox,
     new: NewHost,
 ) -> Result<HostView> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     ensure_name_free(&txn, &new.name, None).await?;
     let now = now_ms();
     let host = host::ActiveModel {
@@ -308,7 +308,7 @@ pub async fn update(
     id: i64,
     changes: HostChanges,
 ) -> Result<HostView> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let current = host::Entity::find_by_id(id)
         .one(&txn)
         .await?

@@ -21,7 +21,10 @@ pub mod url_checks;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 
 use crate::error::Result;
 
@@ -71,6 +74,20 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
         options.max_connections(16);
     }
     Ok(Database::connect(options).await?)
+}
+
+/// Begins a transaction that writes. On SQLite it starts as a write transaction
+/// (`BEGIN IMMEDIATE`): a transaction that reads first and writes later cannot take the write
+/// lock while another writer has committed since its read began, and fails at once with
+/// "database is locked" where the busy timeout would have waited. Taking the lock up front
+/// makes concurrent writers queue within the busy timeout instead. PostgreSQL ignores the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+    Ok(db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?)
 }
 
 /// Applies every pending migration.

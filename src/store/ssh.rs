@@ -6,8 +6,7 @@ use entity::{
     types::{AuthMethod, CredentialSource, HostStatus},
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
-    TransactionTrait, TryIntoModel,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TryIntoModel,
 };
 use zeroize::Zeroizing;
 
@@ -105,7 +104,7 @@ pub async fn trust_only(
     host_id: i64,
     key: &SeenKey,
 ) -> Result<host_key::Model> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     host_key::Entity::update_many()
         .col_expr(
             host_key::Column::Trusted,
@@ -216,7 +215,7 @@ pub async fn switch_to_provisioned(
     private_key: &str,
     public_key: &str,
 ) -> Result<()> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     host_credential::Entity::delete_many()
         .filter(host_credential::Column::HostId.eq(host_id))
         .exec(&txn)

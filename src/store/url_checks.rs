@@ -76,8 +76,7 @@ pub async fn create(
     db: &sea_orm::DatabaseConnection,
     s: UrlCheckSettings,
 ) -> Result<url_check::Model> {
-    use sea_orm::TransactionTrait;
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     check_refs(&txn, &s, None).await?;
     let name = s.name.clone();
     let mut model = url_check::ActiveModel {

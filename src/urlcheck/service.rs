@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use entity::url_check_result;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 
 use super::{
     StatusSet,
@@ -62,7 +62,7 @@ impl UrlCheckService {
         let checked_at = now_ms();
         let outcome = self.checker.check(&spec).await;
         let seen = observation(&outcome, checked_at);
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let row = url_checks::insert_result(&txn, id, result(&outcome, checked_at)).await?;
         let rules = thresholds::rules(&txn, Owner::UrlCheck(id)).await?;
         let stored = alerts::of_url_check(&txn, id).await?;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod sshd;
 
 use entity::types::{AlertKind, Event, Level};

@@ -1,0 +1,198 @@
+//! hostwatch under load and hostile input: concurrent writes while the fleet is polled, on
+//! SQLite and PostgreSQL.
+
+mod common;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use common::{Backend, TestApp, fleet::Fleet};
+use serde_json::{Value, json};
+
+/// Operations per client in the concurrent-write test.
+const OPS: usize = 150;
+const CLIENTS: usize = 8;
+
+/// What one client's writes left, to read back.
+#[derive(Debug, Default)]
+struct Written {
+    /// Host id → the labels of its last accepted PATCH.
+    labels: BTreeMap<i64, Vec<String>>,
+    /// Host id → the warning level of its last accepted threshold PUT.
+    warning: BTreeMap<i64, f64>,
+    url_checks: Vec<i64>,
+    /// Status → how many answers had it.
+    statuses: BTreeMap<u16, usize>,
+}
+
+async fn one_client(app: Arc<TestApp>, client: usize, polled: Vec<i64>) -> Written {
+    let mut w = Written::default();
+    let mut own = Vec::new();
+    let note = |w: &mut Written, status: poem::http::StatusCode| {
+        *w.statuses.entry(status.as_u16()).or_default() += 1;
+        status.is_success()
+    };
+    for i in 0..OPS {
+        match i % 5 {
+            0 => {
+                let (status, host) = app
+                    .post(
+                        "/api/v1/hosts",
+                        json!({"name": format!("c{client}-h{i}"), "address": "127.0.0.1",
+                               "port": 1, "username": "u", "password": "p", "enabled": false}),
+                    )
+                    .await;
+                if note(&mut w, status) {
+                    let id = host["id"].as_i64().unwrap();
+                    own.push(id);
+                    w.labels.insert(id, Vec::new());
+                }
+            }
+            1 if !own.is_empty() => {
+                let id = own[i % own.len()];
+                let labels = vec![format!("round={i}"), format!("client={client}")];
+                let (status, _) = app
+                    .patch(&format!("/api/v1/hosts/{id}"), json!({"labels": labels}))
+                    .await;
+                if note(&mut w, status) {
+                    w.labels.insert(id, labels);
+                }
+            }
+            2 => {
+                let (status, check) = app
+                    .post(
+                        "/api/v1/url-checks",
+                        json!({"name": format!("c{client}-u{i}"), "url": "http://127.0.0.1:1/",
+                               "enabled": false}),
+                    )
+                    .await;
+                if note(&mut w, status) {
+                    w.url_checks.push(check["id"].as_i64().unwrap());
+                }
+            }
+            3 if !own.is_empty() => {
+                let id = own[i % own.len()];
+                let warning = 50.0 + (i % 40) as f64;
+                let (status, _) = app
+                    .call(
+                        "PUT",
+                        &format!("/api/v1/hosts/{id}/thresholds/cpu.usage_pct"),
+                        &app.admin.clone(),
+                        Some(json!({"warning": warning, "critical": 95.0})),
+                    )
+                    .await;
+                if note(&mut w, status) {
+                    w.warning.insert(id, warning);
+                }
+            }
+            _ => {
+                // A host the poll writer is updating every second.
+                let id = polled[(client + i) % polled.len()];
+                let labels = vec![format!("touched={client}-{i}")];
+                let (status, _) = app
+                    .patch(&format!("/api/v1/hosts/{id}"), json!({"labels": labels}))
+                    .await;
+                note(&mut w, status);
+            }
+        }
+    }
+    w
+}
+
+/// Eight clients write at once while twenty hosts are polled every second: no write fails
+/// with a server error, and every accepted write reads back.
+async fn concurrent_writes_never_fail(app: TestApp) {
+    let fleet = Fleet::start(app.dir.path(), 20, &[]).await;
+    let polled = fleet
+        .register(app.db(), &app.state.secrets, "polled", "*/1 * * * * *")
+        .await;
+    app.state.run_scheduler(16).await.unwrap();
+    // The fleet is being polled before the clients start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, polls) = app
+            .get(&format!("/api/v1/hosts/{}/polls", polled[19]))
+            .await;
+        if polls.as_array().is_some_and(|p| p.len() >= 2) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fleet is not polled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let app = Arc::new(app);
+    let started = std::time::Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| tokio::spawn(one_client(app.clone(), c, polled.clone())))
+        .collect();
+    let mut results = Vec::new();
+    for c in clients {
+        results.push(c.await.unwrap());
+    }
+    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+    for w in &results {
+        for (s, n) in &w.statuses {
+            *statuses.entry(*s).or_default() += n;
+        }
+    }
+    eprintln!(
+        "concurrent writes: {} in {:.1} s, by status {statuses:?}",
+        statuses.values().sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        statuses.keys().all(|s| (200..300).contains(s)),
+        "writes that failed: {statuses:?}"
+    );
+    // Every accepted write reads back.
+    for w in &results {
+        for (id, labels) in &w.labels {
+            let (status, host) = app.get(&format!("/api/v1/hosts/{id}")).await;
+            assert_eq!(status, 200, "{host}");
+            let shown: Vec<String> = serde_json::from_value(host["labels"].clone()).unwrap();
+            assert_eq!(&shown, labels, "host {id}");
+        }
+        for (id, warning) in &w.warning {
+            let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
+            let cpu = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["metric"] == "cpu.usage_pct")
+                .cloned()
+                .unwrap_or(Value::Null);
+            assert_eq!(cpu["warning"], *warning, "host {id}");
+        }
+        for id in &w.url_checks {
+            let (status, _) = app.get(&format!("/api/v1/url-checks/{id}")).await;
+            assert_eq!(status, 200, "url check {id}");
+        }
+    }
+    // The polling went on: every polled host has stored polls from the window.
+    for id in &polled {
+        let (_, polls) = app.get(&format!("/api/v1/hosts/{id}/polls")).await;
+        assert!(
+            polls
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["outcome"] == "ok"),
+            "host {id}: {polls}"
+        );
+    }
+    fleet.stop().await;
+    app.state.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_concurrent_writes_never_fail() {
+    concurrent_writes_never_fail(TestApp::start(Backend::Sqlite).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_writes_never_fail() {
+    if let Some(app) = TestApp::start(Backend::Postgres).await {
+        concurrent_writes_never_fail(app).await;
+    }
+}
