@@ -196,3 +196,123 @@ async fn postgres_concurrent_writes_never_fail() {
         concurrent_writes_never_fail(app).await;
     }
 }
+
+/// The error kind each hostile simulated host's poll fails with, in fleetsim's order.
+const HOSTILE: [(&str, &[&str]); 6] = [
+    ("slow", &["timeout"]),
+    ("mute", &["timeout"]),
+    ("drop", &["dropped"]),
+    ("flood", &["output_too_large"]),
+    ("garbage", &["protocol", "connect"]),
+    ("tarpit", &["timeout"]),
+];
+
+/// Hostile hosts (slow, mute, dropping the channel, flooding, garbage instead of SSH, a
+/// tarpit) each fail alone within the poll deadline with their own error, while the normal
+/// hosts polled at the same time answer; the dropping host's failures count towards
+/// `host_unreachable` like any other.
+async fn hostile_hosts_fail_alone(app: TestApp) {
+    let fleet = Fleet::start(
+        app.dir.path(),
+        10,
+        &[
+            "--slow",
+            "1",
+            "--slow-ms",
+            "60000",
+            "--mute",
+            "1",
+            "--drop",
+            "1",
+            "--flood",
+            "1",
+            "--garbage",
+            "1",
+            "--tarpit",
+            "1",
+        ],
+    )
+    .await;
+    let ids = fleet
+        .register(app.db(), &app.state.secrets, "sim", "0 0 0 1 1 *")
+        .await;
+    let deadline = app.state.poller.settings().poll_timeout;
+    let app = Arc::new(app);
+    let started = std::time::Instant::now();
+    let polls: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (app, id) = (app.clone(), *id);
+            tokio::spawn(async move {
+                let (status, body) = app
+                    .post(&format!("/api/v1/hosts/{id}/poll"), json!({}))
+                    .await;
+                (status, body, started.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for p in polls {
+        answers.push(p.await.unwrap());
+    }
+    for (i, (status, body, took)) in answers.iter().enumerate() {
+        assert!(
+            *took < deadline + std::time::Duration::from_secs(2),
+            "host {i} took {took:?}"
+        );
+        match HOSTILE.get(i) {
+            Some((what, kinds)) => {
+                assert_eq!(status.as_u16(), 502, "{what}: {body}");
+                let kind = body["error"].as_str().unwrap();
+                assert!(kinds.contains(&kind), "{what}: {body}");
+            }
+            None => {
+                assert_eq!(status.as_u16(), 200, "normal host {i}: {body}");
+                // Not held up by the hostile ones: answered well before the deadline.
+                assert!(*took < deadline, "normal host {i} took {took:?}");
+            }
+        }
+    }
+    // The dropping host is unreachable, and after enough failed polls it says so.
+    let drop = ids[2];
+    let (_, host) = app.get(&format!("/api/v1/hosts/{drop}")).await;
+    assert_eq!(host["status"], "unreachable", "{host}");
+    for _ in 0..3 {
+        app.post(&format!("/api/v1/hosts/{drop}/poll"), json!({}))
+            .await;
+    }
+    let (_, page) = app
+        .get(&format!("/api/v1/notifications?host_id={drop}"))
+        .await;
+    assert!(
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "host_unreachable" && n["state"] == "firing"),
+        "{page}"
+    );
+    let (_, recorded) = app.get(&format!("/api/v1/hosts/{drop}/polls")).await;
+    assert!(
+        recorded
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["outcome"] == "error" && p["error_kind"] == "dropped"),
+        "{recorded}"
+    );
+    fleet.stop().await;
+    app.state.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_hostile_hosts_fail_alone() {
+    hostile_hosts_fail_alone(TestApp::start(Backend::Sqlite).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_hostile_hosts_fail_alone() {
+    if let Some(app) = TestApp::start(Backend::Postgres).await {
+        hostile_hosts_fail_alone(app).await;
+    }
+}

@@ -187,8 +187,11 @@ text_enum! {
         Protocol = "protocol",
         /// Not re-dialled yet: waiting after repeated failures.
         Backoff = "backoff",
-        /// The probe ran but exited with an error or a signal.
+        /// The probe ran but exited with an error or a signal, or its output stopped before
+        /// its end marker.
         ProbeFailed = "probe_failed",
+        /// The host closed the channel without saying how the probe ended (no exit status).
+        Dropped = "dropped",
         /// The host has not been enrolled and enrollment failed.
         EnrollmentFailed = "enrollment_failed",
         /// The host's status refuses polls.

@@ -5,7 +5,9 @@
 //!
 //! Misbehaving hosts for failure scenarios, taken from the start of the range in this order:
 //! `--slow` (answer after `--slow-ms`), `--mute` (never answer an exec), `--drop` (close the
-//! connection on exec), `--flood` (2 MB of output).
+//! channel on exec without output or exit status), `--flood` (2 MB of output), `--garbage`
+//! (answer the TCP connection with endless bytes that are not SSH), `--tarpit` (accept the TCP
+//! connection and never send a byte).
 //!
 //! `fleetsim --help` lists the flags.
 
@@ -25,6 +27,8 @@ enum Behaviour {
     Mute,
     Drop,
     Flood,
+    Garbage,
+    Tarpit,
 }
 
 #[derive(Clone)]
@@ -185,7 +189,13 @@ impl server::Handler for Conn {
         let host = self.host.clone();
         match host.behaviour {
             Behaviour::Mute => return Ok(()),
-            Behaviour::Drop => return Err(russh::Error::Disconnect),
+            Behaviour::Drop => {
+                tokio::spawn(async move {
+                    let _ = handle.eof(channel).await;
+                    let _ = handle.close(channel).await;
+                });
+                return Ok(());
+            }
             _ => {}
         }
         tokio::spawn(async move {
@@ -234,6 +244,12 @@ struct Cli {
     /// Hosts that answer with 2 MB of output.
     #[arg(long, default_value_t = 0)]
     flood: usize,
+    /// Hosts that send endless bytes that are not SSH.
+    #[arg(long, default_value_t = 0)]
+    garbage: usize,
+    /// Hosts that accept the connection and never send a byte.
+    #[arg(long, default_value_t = 0)]
+    tarpit: usize,
     /// Written once every host listens.
     #[arg(long)]
     ready_file: Option<std::path::PathBuf>,
@@ -250,6 +266,8 @@ async fn main() {
         mute,
         drop,
         flood,
+        garbage,
+        tarpit,
         ready_file: ready,
     } = Cli::parse();
     let files = hostwatch::app::raise_fd_limit((hosts as u64) * 3 + 1024);
@@ -279,6 +297,8 @@ async fn main() {
             i if i < slow + mute => Behaviour::Mute,
             i if i < slow + mute + drop => Behaviour::Drop,
             i if i < slow + mute + drop + flood => Behaviour::Flood,
+            i if i < slow + mute + drop + flood + garbage => Behaviour::Garbage,
+            i if i < slow + mute + drop + flood + garbage + tarpit => Behaviour::Tarpit,
             _ => Behaviour::Normal,
         };
         let host = Host {
@@ -293,8 +313,30 @@ async fn main() {
             .unwrap_or_else(|e| panic!("port {}: {e}", base as usize + index));
         let config = config.clone();
         tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
+            while let Ok((mut socket, _)) = listener.accept().await {
                 let _ = socket.set_nodelay(true);
+                match host.behaviour {
+                    Behaviour::Garbage => {
+                        tokio::spawn(async move {
+                            use tokio::io::AsyncWriteExt;
+                            let junk = b"HTTP/1.1 400 Bad Request\r\n\x00\xff garbage\r\n";
+                            while socket.write_all(junk).await.is_ok() {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                        });
+                        continue;
+                    }
+                    Behaviour::Tarpit => {
+                        // Held open, silent, until the client gives up.
+                        tokio::spawn(async move {
+                            let mut sink = [0u8; 1024];
+                            use tokio::io::AsyncReadExt;
+                            while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+                        });
+                        continue;
+                    }
+                    _ => {}
+                }
                 let conn = Conn { host: host.clone() };
                 let config = config.clone();
                 tokio::spawn(async move {

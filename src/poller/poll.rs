@@ -17,6 +17,7 @@ use crate::{
     },
     error::{Error, Result},
     probe::{self, Counters, MetricValue, Snapshot},
+    ssh::client::ExecOutput,
     store::{
         alerts,
         notifications::NotificationHub,
@@ -75,6 +76,49 @@ pub(super) fn plan(
         counters,
         snapshot_json,
         latest,
+    }
+}
+
+/// The probe's last section: its output ends with this line.
+const END_MARKER: &[u8] = b"\n<<<end>>>";
+
+/// Whether the probe ran to its end: it exited with status 0 (not by a signal, and not on a
+/// channel closed without any exit status) and its output reached the end marker. Pure.
+pub(super) fn ran_to_the_end(out: &ExecOutput) -> Result<(), (PollErrorKind, String)> {
+    let stderr = || {
+        let text = String::from_utf8_lossy(&out.stderr);
+        match text.trim() {
+            "" => String::new(),
+            text => format!(": {text}"),
+        }
+    };
+    // The marker is the last line: only the output's tail is searched.
+    let tail = &out.stdout[out.stdout.len().saturating_sub(64)..];
+    let ended = tail.windows(END_MARKER.len()).any(|w| w == END_MARKER);
+    match (out.exit_status, &out.exit_signal) {
+        (_, Some(signal)) => Err((
+            PollErrorKind::ProbeFailed,
+            format!("the probe was killed by signal {signal}{}", stderr()),
+        )),
+        (None, None) => Err((
+            PollErrorKind::Dropped,
+            format!(
+                "the host closed the channel without an exit status ({} bytes of output)",
+                out.stdout.len()
+            ),
+        )),
+        (Some(0), None) if ended => Ok(()),
+        (Some(0), None) => Err((
+            PollErrorKind::ProbeFailed,
+            format!(
+                "the probe's output stopped before its end marker ({} bytes)",
+                out.stdout.len()
+            ),
+        )),
+        (Some(code), None) => Err((
+            PollErrorKind::ProbeFailed,
+            format!("the probe exited with status {code}{}", stderr()),
+        )),
     }
 }
 
@@ -187,20 +231,8 @@ impl Poller {
             )
             .await?;
         drop(ssh_permit);
-        if run.output.exit_status.is_some_and(|s| s != 0) || run.output.exit_signal.is_some() {
-            let err = PollError::Host {
-                kind: PollErrorKind::ProbeFailed,
-                message: format!(
-                    "the probe exited with {:?}{}: {}",
-                    run.output.exit_status,
-                    run.output
-                        .exit_signal
-                        .as_deref()
-                        .map(|s| format!(" (signal {s})"))
-                        .unwrap_or_default(),
-                    String::from_utf8_lossy(&run.output.stderr).trim()
-                ),
-            };
+        if let Err((kind, message)) = ran_to_the_end(&run.output) {
+            let err = PollError::Host { kind, message };
             ssh_store::set_status(
                 &self.link.db,
                 host_id,
@@ -389,5 +421,37 @@ mod tests {
         let stored: Snapshot = serde_json::from_str(&p.snapshot_json).unwrap();
         assert_eq!(stored, p.snapshot);
         assert_eq!(p.counters.taken_at_ms, 5_000);
+    }
+
+    fn output(stdout: &str, status: Option<u32>, signal: Option<&str>) -> ExecOutput {
+        ExecOutput {
+            stdout: stdout.as_bytes().to_vec(),
+            stderr: b"sh: oops\n".to_vec(),
+            exit_status: status,
+            exit_signal: signal.map(str::to_owned),
+            duration: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn a_poll_is_ok_only_when_the_probe_ran_to_its_end() {
+        let full = "<<<stat>>>\ncpu 1 2 3\n<<<end>>>\n";
+        assert_eq!(ran_to_the_end(&output(full, Some(0), None)), Ok(()));
+        let kind = |o: ExecOutput| ran_to_the_end(&o).unwrap_err();
+        let (k, m) = kind(output("", None, None));
+        assert_eq!(k, PollErrorKind::Dropped);
+        assert!(m.contains("without an exit status"), "{m}");
+        assert_eq!(kind(output(full, None, None)).0, PollErrorKind::Dropped);
+        let (k, m) = kind(output("<<<stat>>>\ncpu 1", Some(0), None));
+        assert_eq!(k, PollErrorKind::ProbeFailed);
+        assert!(m.contains("end marker"), "{m}");
+        let (k, m) = kind(output(full, Some(2), None));
+        assert_eq!(k, PollErrorKind::ProbeFailed);
+        assert_eq!(m, "the probe exited with status 2: sh: oops");
+        assert!(
+            kind(output(full, Some(0), Some("KILL")))
+                .1
+                .contains("signal KILL")
+        );
     }
 }
