@@ -1,20 +1,17 @@
 //! The `serve` command and what other commands share: data directory, master key, database,
 //! first admin token, and the HTTP server, which stops with the service on SIGINT/SIGTERM.
 
-use std::{future::Future, net::SocketAddr, path::Path};
+use std::{net::SocketAddr, path::Path};
 
-use poem::{
-    Server,
-    listener::{Acceptor, Listener, TcpListener},
-};
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    api,
+    api::{self, RequestLimits},
     config::{ServeArgs, StorageArgs},
     crypto::{self, SecretBox},
     error::{Error, Result},
     poller::PollerSettings,
+    server,
     services::Services,
     store::{self, tokens},
 };
@@ -104,27 +101,28 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Starts the HTTP server on `listen`; it stops gracefully when `shutdown` resolves.
+/// Where and how the HTTP server listens.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    pub connections: server::Limits,
+    pub requests: RequestLimits,
+}
+
+/// Starts the HTTP server; it stops gracefully when `stop` is cancelled.
 pub async fn start(
-    listen: SocketAddr,
+    http: HttpSettings,
     state: Services,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: tokio_util::sync::CancellationToken,
 ) -> Result<Running> {
-    let acceptor = TcpListener::bind(listen)
-        .into_acceptor()
+    let listener = tokio::net::TcpListener::bind(http.listen)
         .await
-        .map_err(|e| Error::io(format!("listening on {listen}"), e))?;
-    let addr = acceptor
+        .map_err(|e| Error::io(format!("listening on {}", http.listen), e))?;
+    let addr = listener
         .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .unwrap_or(listen);
-    let app = api::app(state);
-    let task = tokio::spawn(async move {
-        Server::new_with_acceptor(acceptor)
-            .run_with_graceful_shutdown(app, shutdown, Some(std::time::Duration::from_secs(10)))
-            .await
-    });
+        .map_err(|e| Error::io("reading the listening address", e))?;
+    let app = api::app_with(state, http.requests);
+    let task = tokio::spawn(server::serve(listener, app, http.connections, stop));
     Ok(Running { addr, task })
 }
 
@@ -180,12 +178,18 @@ async fn run(services: &Services, args: &ServeArgs) -> Result<()> {
     services.run_delivery();
     services.run_retention(args.retention);
     let stop = services.stop_token();
-    let running = start(
-        args.listen,
-        services.clone(),
-        stop.clone().cancelled_owned(),
-    )
-    .await?;
+    let http = HttpSettings {
+        listen: args.listen,
+        connections: server::Limits {
+            max_connections: args.max_connections,
+            header_timeout: args.header_timeout,
+        },
+        requests: RequestLimits {
+            max_body: args.max_body,
+            body_timeout: args.body_timeout,
+        },
+    };
+    let running = start(http, services.clone(), stop.clone()).await?;
     tracing::info!(addr = %running.addr, "listening; Swagger UI at http://{}/docs", running.addr);
     tokio::select! {
         () = shutdown_signal() => {}

@@ -92,6 +92,19 @@ pub struct ServeArgs {
     /// Hosts talked to over SSH at the same time, across the fleet (URL checks count too).
     #[arg(long, env = "HOSTWATCH_MAX_CONCURRENT_POLLS", default_value_t = 128)]
     pub max_concurrent_polls: usize,
+    /// Most bytes of a request body; larger ones are refused with 413 before they are read.
+    #[arg(long, env = "HOSTWATCH_MAX_BODY", default_value = "1MiB", value_parser = parse_size)]
+    pub max_body: usize,
+    /// How long a request body may take to arrive.
+    #[arg(long, env = "HOSTWATCH_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: std::time::Duration,
+    /// HTTP connections served at once; one more gets 503.
+    #[arg(long, env = "HOSTWATCH_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "HOSTWATCH_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: std::time::Duration,
     /// Failed polls in a row before a host's `host_unreachable` alert fires.
     #[arg(long, env = "HOSTWATCH_UNREACHABLE_AFTER", default_value_t = 3)]
     pub unreachable_after: u32,
@@ -118,6 +131,32 @@ impl StorageArgs {
                 self.data_dir.join("hostwatch.db").display()
             ),
         }
+    }
+}
+
+/// Parses `512KiB`, `1MiB`, `4096` (bytes), `2MB`.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: usize = t[..digits]
+        .parse()
+        .map_err(|_| format!("{text:?}: expected e.g. 1MiB, 512KiB or 4096"))?;
+    let unit: usize = match t[digits..].trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        other => {
+            return Err(format!(
+                "{text:?}: unit {other:?} is not one of B, KiB, MiB, KB, MB"
+            ));
+        }
+    };
+    match n.checked_mul(unit) {
+        Some(0) => Err("must be more than zero".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{text:?} is too large")),
     }
 }
 

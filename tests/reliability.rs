@@ -316,3 +316,176 @@ async fn postgres_hostile_hosts_fail_alone() {
         hostile_hosts_fail_alone(app).await;
     }
 }
+
+mod http_limits {
+    use std::{
+        io::{Read, Write},
+        net::TcpStream,
+        time::{Duration, Instant},
+    };
+
+    use hostwatch::{
+        api::RequestLimits,
+        app::{self, HttpSettings},
+        server,
+    };
+
+    use super::{Backend, TestApp};
+
+    /// The service's HTTP server on a free loopback port with small limits.
+    async fn serve(app: &TestApp) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken) {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let http = HttpSettings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            connections: server::Limits {
+                max_connections: 8,
+                header_timeout: Duration::from_secs(1),
+            },
+            requests: RequestLimits::default(),
+        };
+        let running = app::start(http, app.state.clone(), stop.clone())
+            .await
+            .unwrap();
+        (running.addr, stop)
+    }
+
+    /// Sends `head`, then up to `body` bytes of filler, and returns the answer's first line
+    /// and how many body bytes went out before it came.
+    fn send_until_answered(addr: std::net::SocketAddr, head: &str, body: usize) -> (String, usize) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let chunk = vec![b'a'; 64 * 1024];
+        let mut sent = 0;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                Err(_) if sent < body => {
+                    let n = chunk.len().min(body - sent);
+                    if s.write_all(&chunk[..n]).is_err() {
+                        continue;
+                    }
+                    sent += n;
+                }
+                Err(_) => {}
+            }
+        }
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        (text.lines().next().unwrap_or_default().to_owned(), sent)
+    }
+
+    async fn limits_hold(app: TestApp) {
+        let (addr, stop) = serve(&app).await;
+        let admin = app.admin.clone();
+        let reader = app.reader.clone();
+        let big = 50 << 20;
+        tokio::task::spawn_blocking(move || {
+            // A 50 MB body declared: refused before it is read.
+            let head = format!(
+                "POST /api/v1/hosts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {big}\r\n\r\n"
+            );
+            let (status, sent) = send_until_answered(addr, &head, big);
+            assert!(status.contains(" 413 "), "{status}");
+            assert!(sent <= 2 << 20, "{sent} bytes were read before the 413");
+            // The same without a length: cut off once past the limit.
+            let head = format!(
+                "POST /api/v1/hosts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin}\r\n\
+                 Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 3200000\r\n"
+            );
+            let (status, sent) = send_until_answered(addr, &head, big);
+            assert!(status.contains(" 413 "), "{status}");
+            assert!(sent <= 4 << 20, "{sent} bytes were read before the 413");
+            // A read-only token gets its 403 before its body is read.
+            let head = format!(
+                "POST /api/v1/hosts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {reader}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+            );
+            let (status, sent) = send_until_answered(addr, &head, 1_000_000);
+            assert!(status.contains(" 403 "), "{status}");
+            assert!(sent < 1_000_000, "the whole body was read before the 403");
+
+            // Headers sent a byte at a time are cut off at the deadline.
+            let mut slow = TcpStream::connect(addr).unwrap();
+            slow.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let started = Instant::now();
+            let mut closed = false;
+            for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            {
+                if slow.write_all(&[*b]).is_err() {
+                    closed = true;
+                    break;
+                }
+                let mut buf = [0u8; 64];
+                if matches!(slow.read(&mut buf), Ok(0) | Ok(_)) {
+                    closed = true;
+                    break;
+                }
+            }
+            assert!(closed, "a slow client was never cut off");
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "{:?}",
+                started.elapsed()
+            );
+
+            // Idle connections up to the limit; one more is refused at once with 503; once
+            // the idle ones are closed by the deadline, a new one is served.
+            let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
+            std::thread::sleep(Duration::from_millis(200));
+            let mut extra = TcpStream::connect(addr).unwrap();
+            extra
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut answer = String::new();
+            let _ = extra.read_to_string(&mut answer);
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+            assert!(answer.contains("\"error\":\"busy\""), "{answer:?}");
+            std::thread::sleep(Duration::from_millis(1500));
+            let (status, _) =
+                send_until_answered(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 0);
+            assert!(status.contains(" 200 "), "{status}");
+            drop(idle);
+        })
+        .await
+        .unwrap();
+        stop.cancel();
+        app.state.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_http_limits_hold() {
+        limits_hold(TestApp::start(Backend::Sqlite).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn every_response_has_the_security_headers() {
+        let app = TestApp::start(Backend::Sqlite).await.unwrap();
+        for path in ["/healthz", "/api/v1/hosts", "/nowhere", "/docs"] {
+            let resp = app.client.get(path).send().await;
+            let headers = resp.0.headers();
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        }
+        let resp = app.client.get("/docs").send().await;
+        let policy = resp.0.headers()["content-security-policy"]
+            .to_str()
+            .unwrap();
+        assert!(
+            policy.starts_with("default-src 'none'; script-src 'sha256-"),
+            "{policy}"
+        );
+        assert!(!policy.contains("unsafe"), "{policy}");
+    }
+}

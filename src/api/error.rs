@@ -262,6 +262,11 @@ impl<S> From<Fail<S>> for poem::Error {
 /// The API's result type: `T`, or a failure with one of `S`'s statuses (or 401, 500).
 pub type ApiResult<T, S = ()> = Result<T, Fail<S>>;
 
+/// An error response of the API's shape, for refusals made outside the operations.
+pub fn refusal(status: StatusCode, code: &str, message: impl AsRef<str>) -> Response {
+    json_response(status, code, message.as_ref())
+}
+
 fn json_response(status: StatusCode, code: &str, message: &str) -> Response {
     let mut resp = Response::builder().status(status).finish();
     set_json_body(&mut resp, code, message);

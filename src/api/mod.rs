@@ -6,7 +6,9 @@
 
 pub mod auth;
 pub mod channels;
+pub mod docs;
 pub mod error;
+pub mod guard;
 pub mod history;
 pub mod hosts;
 pub mod notifications;
@@ -21,6 +23,7 @@ use poem_openapi::{OpenApiService, Tags};
 pub use self::{
     auth::Token,
     error::{ApiResult, status},
+    guard::RequestLimits,
 };
 use crate::services::Services;
 
@@ -86,14 +89,21 @@ fn service_for_spec() -> OpenApiService<Apis, ()> {
     service(Services::unstarted())
 }
 
-/// The whole HTTP app: `/api/v1`, `/docs`, `/openapi.json`, `/healthz`.
+/// The whole HTTP app with the default request limits.
 pub fn app(state: Services) -> impl poem::Endpoint {
+    app_with(state, RequestLimits::default())
+}
+
+/// The whole HTTP app: `/api/v1`, `/docs`, `/openapi.json`, `/healthz`, behind the request
+/// guard (writes authenticated before their body is read, bodies bounded in size and time),
+/// with JSON errors and the security headers on every response.
+pub fn app_with(state: Services, limits: RequestLimits) -> impl poem::Endpoint {
     let api = service(state.clone());
-    let docs = api.swagger_ui();
+    let docs = docs::endpoint(api.swagger_ui_html());
     let spec = api.spec();
     Route::new()
         .nest("/api/v1", api)
-        .nest("/docs", docs)
+        .nest("/docs", Route::new().at("/", docs))
         .at(
             "/openapi.json",
             make_sync(move |_| {
@@ -110,8 +120,10 @@ pub fn app(state: Services) -> impl poem::Endpoint {
                     .body(r#"{"status":"ok"}"#)
             }),
         )
+        .around(move |ep, req| guard::guard(ep, req, limits))
         .data(state)
         .around(error::json_errors)
+        .around(guard::security_headers)
         .with(Tracing)
         .into_endpoint()
 }

@@ -1,0 +1,206 @@
+//! What every request meets before an operation runs, and every response on its way out.
+//!
+//! - A write to the API (any method but GET and HEAD under `/api/v1`) is authenticated before
+//!   its body is read: no token, an unknown one or a read-only one is refused at once, whatever
+//!   the body's size. The operation's own token check then finds the principal already there.
+//! - A body larger than the limit is refused with 413: by its `Content-Length` before a byte is
+//!   read, or — sent without one — as soon as it passes the limit; a body that does not arrive
+//!   within the deadline is refused with 408. The operation gets the body from memory.
+//! - Every response says `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer`;
+//!   an HTML page without a policy of its own gets `Content-Security-Policy: default-src 'none'`.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use poem::{
+    Body, Endpoint, IntoResponse, Request, Response,
+    http::{HeaderValue, Method, StatusCode, header},
+};
+
+use super::error::refusal;
+use crate::{logs::Every, services::Services, store::tokens};
+
+/// What a request may send.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Most bytes of a request body.
+    pub max_body: usize,
+    /// How long the whole body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_body: 1 << 20,
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+static REFUSED: Every = Every::new(Duration::from_secs(10));
+
+/// Logs a refusal, at most once per interval.
+fn log_refusal(req: &Request, status: StatusCode, why: &str) {
+    if let Some(more) = REFUSED.due() {
+        tracing::warn!(
+            method = %req.method(),
+            path = %crate::logs::Untrusted(req.uri().path()),
+            remote = %req.remote_addr(),
+            status = status.as_u16(),
+            refused_since = more,
+            "request refused: {why}"
+        );
+    }
+}
+
+fn is_write(req: &Request) -> bool {
+    req.uri().path().starts_with("/api/v1/") && !matches!(*req.method(), Method::GET | Method::HEAD)
+}
+
+/// The bearer token of `Authorization: Bearer …`, if that is what the header holds.
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Authenticates an API write before its body is read.
+async fn authenticate_write(req: &mut Request) -> Result<(), Response> {
+    let Some(services) = req.data::<Services>() else {
+        return Ok(());
+    };
+    let principal = match bearer(req) {
+        Some(token) => tokens::authenticate(&services.db, token)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "token lookup failed");
+                refusal(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the service log",
+                )
+            })?,
+        None => None,
+    };
+    let Some(principal) = principal else {
+        return Err(refusal(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid token: send Authorization: Bearer <token>",
+        ));
+    };
+    if principal.read_only {
+        return Err(refusal(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this token is read-only",
+        ));
+    }
+    req.extensions_mut().insert(principal);
+    Ok(())
+}
+
+/// Reads the body into memory within the limits.
+async fn bounded_body(req: &mut Request, limits: RequestLimits) -> Result<(), Response> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is over {} bytes", limits.max_body),
+        )
+    };
+    if declared.is_some_and(|n| n > limits.max_body as u64) {
+        return Err(too_large());
+    }
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    if declared.is_none_or(|n| n == 0) && !chunked {
+        return Ok(());
+    }
+    let mut stream = req.take_body().into_bytes_stream();
+    let read = async {
+        use futures_util::StreamExt;
+        let mut buf = BytesMut::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                refusal(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("the request body could not be read: {e}"),
+                )
+            })?;
+            if buf.len() + chunk.len() > limits.max_body {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    };
+    match tokio::time::timeout(limits.body_timeout, read).await {
+        Ok(Ok(bytes)) => {
+            req.set_body(Body::from_bytes(bytes));
+            Ok(())
+        }
+        Ok(Err(refused)) => Err(refused),
+        Err(_) => Err(refusal(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                limits.body_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+/// The guard around the API's routes (inside the layer that attaches [`Services`]).
+pub async fn guard<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    limits: RequestLimits,
+) -> poem::Result<Response> {
+    if is_write(&req)
+        && let Err(refused) = authenticate_write(&mut req).await
+    {
+        log_refusal(&req, refused.status(), "not authorized to write");
+        return Ok(refused);
+    }
+    if let Err(refused) = bounded_body(&mut req, limits).await {
+        log_refusal(&req, refused.status(), "body over the limit or too slow");
+        return Ok(refused);
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Adds the security headers to every response.
+pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    let mut resp = match next.call(req).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) => err.into_response(),
+    };
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    let html = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    Ok(resp)
+}
