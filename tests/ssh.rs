@@ -705,3 +705,36 @@ async fn a_host_without_linux_proc_is_unsupported() {
         "not a supported host",
     );
 }
+
+#[tokio::test]
+async fn sha1_host_key_signatures_are_refused_and_rsa_sha2_accepted() {
+    // Only ssh-rsa (SHA-1) offered: refused, saying what the host offered; no key pinned.
+    let legacy = Sshd::start_with_key("rsa", "HostKeyAlgorithms ssh-rsa");
+    let app = TestApp::start(Backend::Sqlite).await.unwrap();
+    let (key, public) = sshd::client_key("ed25519", "");
+    legacy.authorize(&public);
+    let id = register(&app, key_host("legacy", &legacy, "hwtest", &key)).await;
+    // The first poll enrolls, and enrollment is what fails.
+    let (status, err) = poll(&app, id).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{err}");
+    assert_eq!(err["error"], "enrollment_failed", "{err}");
+    let (_, run) = app.get(&format!("/api/v1/hosts/{id}/enrollment")).await;
+    let message = run["error"].as_str().unwrap();
+    assert!(
+        message.starts_with("no host key algorithm in common"),
+        "{message}"
+    );
+    assert!(message.contains("the host offers ssh-rsa"), "{message}");
+    assert!(message.contains("SHA-1"), "{message}");
+    let (_, host) = app.get(&format!("/api/v1/hosts/{id}")).await;
+    assert!(host["trusted_host_key"].is_null(), "{host}");
+
+    // The same RSA key signed with rsa-sha2-256/512 (OpenSSH's default offer): accepted.
+    let modern = Sshd::start_with_key("rsa", "");
+    modern.authorize(&public);
+    let id = register(&app, key_host("modern-rsa", &modern, "hwtest", &key)).await;
+    let (status, body) = poll(&app, id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, host) = app.get(&format!("/api/v1/hosts/{id}")).await;
+    assert_eq!(host["trusted_host_key"]["algorithm"], "ssh-rsa", "{host}");
+}

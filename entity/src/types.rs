@@ -185,6 +185,8 @@ text_enum! {
         OutputTooLarge = "output_too_large",
         /// The SSH conversation went wrong.
         Protocol = "protocol",
+        /// The host offers no algorithm hostwatch accepts (an `ssh-rsa`-only host key).
+        Algorithms = "algorithms",
         /// Not re-dialled yet: waiting after repeated failures.
         Backoff = "backoff",
         /// The probe ran but exited with an error or a signal, or its output stopped before

@@ -78,6 +78,12 @@ pub enum SshError {
     OutputTooLarge(usize),
     #[error("ssh: {0}")]
     Protocol(String),
+    /// Nothing the host offers is acceptable (an `ssh-rsa`-only host key, say).
+    #[error(
+        "no {what} algorithm in common: the host offers {offered}; hostwatch does not accept SHA-1 \
+         host-key signatures (ssh-rsa) or other legacy algorithms"
+    )]
+    NoCommonAlgorithm { what: &'static str, offered: String },
 }
 
 impl SshError {
@@ -90,6 +96,7 @@ impl SshError {
             Self::AuthFailed(_) => PollErrorKind::AuthFailed,
             Self::OutputTooLarge(_) => PollErrorKind::OutputTooLarge,
             Self::Protocol(_) => PollErrorKind::Protocol,
+            Self::NoCommonAlgorithm { .. } => PollErrorKind::Algorithms,
         }
     }
 }
@@ -149,11 +156,34 @@ fn config() -> Arc<client::Config> {
         inactivity_timeout: Some(Duration::from_secs(90)),
         preferred: russh::Preferred {
             cipher: std::borrow::Cow::Borrowed(cipher_order(aes_in_hardware())),
+            key: std::borrow::Cow::Borrowed(HOST_KEY_ALGORITHMS),
             ..Default::default()
         },
         ..Default::default()
     })
 }
+
+/// The host-key signature algorithms accepted, best first: russh's list without `ssh-rsa`,
+/// whose signatures use SHA-1 (RSA host keys still work, signed with rsa-sha2-512 or
+/// rsa-sha2-256, which every OpenSSH since 7.2 offers).
+pub const HOST_KEY_ALGORITHMS: &[russh::keys::Algorithm] = &[
+    russh::keys::Algorithm::Ed25519,
+    russh::keys::Algorithm::Ecdsa {
+        curve: russh::keys::EcdsaCurve::NistP256,
+    },
+    russh::keys::Algorithm::Ecdsa {
+        curve: russh::keys::EcdsaCurve::NistP384,
+    },
+    russh::keys::Algorithm::Ecdsa {
+        curve: russh::keys::EcdsaCurve::NistP521,
+    },
+    russh::keys::Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    russh::keys::Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
 
 /// Ciphers to offer, best first. Both AEADs are sound; AES-GCM is cheaper for both ends when
 /// the CPU has AES and carry-less multiply instructions; without them AES runs in software,
@@ -244,6 +274,18 @@ pub async fn connect(target: &Target, authenticate: bool) -> Result<Session, Ssh
                     addr,
                     reason: "the server closed the connection during the handshake".into(),
                 },
+                (russh::Error::NoCommonAlgo { kind, theirs, .. }, _, _) => {
+                    SshError::NoCommonAlgorithm {
+                        what: match kind {
+                            russh::AlgorithmKind::Kex => "key exchange",
+                            russh::AlgorithmKind::Key => "host key",
+                            russh::AlgorithmKind::Cipher => "cipher",
+                            russh::AlgorithmKind::Compression => "compression",
+                            russh::AlgorithmKind::Mac => "MAC",
+                        },
+                        offered: theirs.join(", "),
+                    }
+                }
                 (e, _, _) => protocol(e),
             });
         }

@@ -85,10 +85,15 @@ impl Sshd {
 
     /// Starts sshd with extra config lines (e.g. a `ForceCommand` for a hostile host).
     pub fn start_with(extra_config: &str) -> Self {
+        Self::start_with_key("ed25519", extra_config)
+    }
+
+    /// Starts sshd with a host key of `kind` (`ed25519`, `rsa`, …) and extra config lines.
+    pub fn start_with_key(kind: &str, extra_config: &str) -> Self {
         ensure_users();
         let dir = tempfile::tempdir().unwrap();
         let host_key = dir.path().join("host_key_a");
-        keygen(&host_key, "ed25519");
+        keygen(&host_key, kind);
         std::fs::write(dir.path().join("authorized_keys"), "").unwrap();
         let port = super::free_port();
         let mut sshd = Self {
