@@ -95,7 +95,7 @@ impl Registry {
                     tokio::select! {
                         result = poller.enroll(host_id, true) => {
                             if let Err(err) = result {
-                                tracing::warn!(host_id, error = %err, "enrollment did not run");
+                                tracing::warn!(host_id, error = %crate::logs::Untrusted(&err), "enrollment did not run");
                             }
                         }
                         () = stop.cancelled() => {}

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{Error, Result},
+    logs::Untrusted,
     poller::{PollError, Poller},
     store::{self, now_ms},
     urlcheck::service::UrlCheckService,
@@ -367,13 +368,13 @@ impl PollScheduler {
                 JobKey::Host(host_id) => {
                     match poller.poll_holding(host_id, force, Some(permit)).await {
                         Ok(_) | Err(PollError::Refused(_)) => {}
-                        Err(e) => tracing::debug!(host_id, error = %e, "poll failed"),
+                        Err(e) => tracing::debug!(host_id, error = %Untrusted(&e), "poll failed"),
                     }
                 }
                 JobKey::UrlCheck(id) => {
                     let _permit = permit;
                     if let Err(e) = url_checks.run(id).await {
-                        tracing::warn!(url_check_id = id, error = %e, "URL check did not run");
+                        tracing::warn!(url_check_id = id, error = %Untrusted(&e), "URL check did not run");
                     }
                 }
             }

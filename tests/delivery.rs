@@ -80,6 +80,9 @@ impl Receiver {
                     .unwrap_or(200);
                 let body = if path.ends_with("/sendMessage") {
                     json!({"ok": true, "result": {"message_id": 1}}).to_string()
+                } else if path.starts_with("/forge") {
+                    // A hostile receiver: its error body tries to write a log line of its own.
+                    FORGED_BODY.to_owned()
                 } else {
                     "ok".to_owned()
                 };
@@ -107,6 +110,53 @@ impl Receiver {
             .filter(|g| g.path.starts_with(prefix))
             .cloned()
             .collect()
+    }
+}
+
+/// What a hostile receiver answers: a line break, a line made to look like hostwatch's own, a
+/// Unicode line separator and ANSI colour codes.
+const FORGED_BODY: &str = "oops\n2026-12-01T00:00:00.000000Z  INFO hostwatch::api: FORGED LOG LINE admin logged in\u{2028}\x1b[31mred\x1b[0m";
+
+/// Everything the service logs while the guard lives (tests on one thread: their tasks log
+/// through this thread's subscriber).
+struct CapturedLog {
+    buf: Arc<Mutex<Vec<u8>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl CapturedLog {
+    fn start() -> Self {
+        let buf: Arc<Mutex<Vec<u8>>> = Default::default();
+        let writer = {
+            let buf = buf.clone();
+            move || LogWriter(buf.clone())
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        Self {
+            buf,
+            _guard: tracing::subscriber::set_default(subscriber),
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -558,4 +608,48 @@ fn backoff_doubles_and_is_capped() {
     assert_eq!(s.backoff(2), Duration::from_secs(10));
     assert_eq!(s.backoff(4), Duration::from_secs(40));
     assert_eq!(s.backoff(30), Duration::from_secs(600));
+}
+
+#[tokio::test]
+async fn a_receivers_error_body_cannot_forge_log_lines() {
+    let log = CapturedLog::start();
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    rx.answer("/forge", &[500, 500, 500]);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None, true).await;
+    let hook = svc
+        .channel(json!({"name": "forge", "kind": "webhook",
+                        "settings": {"url": format!("http://127.0.0.1:{port}/forge")}}))
+        .await;
+    let host = svc.host().await;
+    svc.notify(host, "critical").await;
+    let d = svc.wait_for(hook, "failed", 1).await;
+    assert!(
+        d[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("FORGED LOG LINE"),
+        "the receiver's answer is kept with the delivery: {d:?}"
+    );
+    svc.stop().await;
+    let text = log.text();
+    let gave_up: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("delivery given up"))
+        .collect();
+    assert_eq!(gave_up.len(), 1, "{text}");
+    assert!(gave_up[0].contains("FORGED LOG LINE"), "{}", gave_up[0]);
+    // The body stayed inside its field: no line of the log starts with what it forged, and
+    // neither the separator nor the escape codes reached it.
+    for line in text.lines() {
+        assert!(
+            !line.contains("FORGED") || line.contains("delivery given up"),
+            "a forged line: {line}"
+        );
+    }
+    assert!(
+        !text.contains('\x1b') && !text.contains('\u{2028}'),
+        "{text}"
+    );
 }

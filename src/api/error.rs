@@ -172,7 +172,7 @@ impl From<Error> for Failure {
             | Error::Internal(_)
             | Error::Db(_)
             | Error::Io { .. } => {
-                tracing::error!(error = %err, "request failed");
+                tracing::error!(error = %crate::logs::Untrusted(&err), "request failed");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -323,7 +323,7 @@ fn describe(err: &poem::Error) -> (&'static str, String) {
         _ => "internal",
     };
     let message = if status.is_server_error() {
-        tracing::error!(%status, error = %err, "request failed");
+        tracing::error!(%status, error = %crate::logs::Untrusted(err), "request failed");
         "internal error; see the service log".to_owned()
     } else {
         err.to_string()
@@ -374,7 +374,7 @@ async fn with_json_body(resp: Response) -> Response {
     }
     let text = resp.into_body().into_string().await.unwrap_or_default();
     let (code, message) = if status.is_server_error() {
-        tracing::error!(%status, body = %text, "request failed");
+        tracing::error!(%status, body = %crate::logs::Untrusted(&text), "request failed");
         ("internal", "internal error; see the service log".to_owned())
     } else if text.trim().is_empty() {
         (

@@ -20,6 +20,7 @@ use crate::{
         ts,
     },
     error::{Error, Result},
+    logs::Untrusted,
     scheduler,
     services::Services,
     ssh::keys::{self, KeyError},
@@ -400,8 +401,8 @@ impl HostsApi {
         let view = self.0.registry.create_host(new).await?;
         tracing::info!(
             host_id = view.host.id,
-            name = %view.host.name,
-            by = %auth.0.name,
+            name = %Untrusted(&view.host.name),
+            by = %Untrusted(&auth.0.name),
             "host registered"
         );
         Ok(CreateHostResponse::Created(Json(view.into())))
@@ -476,7 +477,7 @@ impl HostsApi {
     ) -> ApiResult<DeleteHostResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;
         self.0.registry.delete_host(id.0).await?;
-        tracing::info!(host_id = id.0, by = %auth.0.name, "host deleted");
+        tracing::info!(host_id = id.0, by = %Untrusted(&auth.0.name), "host deleted");
         Ok(DeleteHostResponse::Deleted)
     }
 }

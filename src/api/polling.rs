@@ -121,7 +121,7 @@ impl PollingApi {
         tracing::warn!(
             host_id = id.0,
             fingerprint = %key.fingerprint,
-            by = %auth.0.name,
+            by = %crate::logs::Untrusted(&auth.0.name),
             "host key trusted"
         );
         Ok(TrustResponse::Ok(Json(HostKeyInfo {

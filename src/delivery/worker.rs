@@ -29,6 +29,7 @@ use crate::{
     channel::SmtpTls,
     crypto::SecretBox,
     error::{Error, Result},
+    logs::Untrusted,
     store::{
         channels::{self, ChannelSettings},
         deliveries, hosts,
@@ -306,7 +307,7 @@ impl DeliveryService {
             let me = self.clone();
             self.tasks.spawn(async move {
                 if let Err(e) = me.send_rows(channel_id, rows).await {
-                    tracing::warn!(channel_id, error = %e, "delivery failed");
+                    tracing::warn!(channel_id, error = %Untrusted(&e), "delivery failed");
                 }
                 me.busy.lock().expect("not poisoned").remove(&channel_id);
             });
@@ -341,7 +342,12 @@ impl DeliveryService {
                     let retry_at = (attempts < self.settings.max_attempts)
                         .then(|| now_ms() + self.settings.backoff(attempts).as_millis() as i64);
                     if retry_at.is_none() {
-                        tracing::warn!(channel_id, delivery_id = d.id, %error, "delivery given up");
+                        tracing::warn!(
+                            channel_id,
+                            delivery_id = d.id,
+                            error = %Untrusted(&error),
+                            "delivery given up"
+                        );
                     }
                     deliveries::mark_failed(&self.db, &d, &error, retry_at).await?;
                 }

@@ -199,7 +199,7 @@ impl SshPool {
                     return Err(err.into());
                 }
                 Ok(Err(err)) => {
-                    tracing::info!(host_id, error = %err, "connection failed; re-dialling");
+                    tracing::info!(host_id, error = %crate::logs::Untrusted(&err), "connection failed; re-dialling");
                     session.close().await;
                 }
                 Err(_) => {
