@@ -42,6 +42,9 @@ pub struct PublicSettings {
     pub from: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub to: Vec<String>,
+    /// Let an email channel log in over plain SMTP (`tls: none`), password in the clear.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plaintext_auth: bool,
 }
 
 /// The secret settings of a channel, stored sealed and never shown.
@@ -49,6 +52,10 @@ pub struct PublicSettings {
 pub struct SecretSettings {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// A webhook's whole URL when it holds credentials (userinfo, a query); the public `url`
+    /// is then its redacted form.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +78,7 @@ impl SecretSettings {
             names.push("headers".to_owned());
         }
         for (name, set) in [
+            ("url", self.url.is_some()),
             ("webhook_url", self.webhook_url.is_some()),
             ("bot_token", self.bot_token.is_some()),
             ("password", self.password.is_some()),
@@ -82,7 +90,8 @@ impl SecretSettings {
         names
     }
 
-    /// Fills fields not given in `self` from `previous` (a PATCH need not repeat secrets).
+    /// Fills fields not given in `self` from `previous` (a PATCH need not repeat secrets). The
+    /// sealed `url` is not one of them: it travels with the public `url` a PATCH always gives.
     pub fn or_keep(mut self, previous: SecretSettings) -> Self {
         if self.headers.is_empty() {
             self.headers = previous.headers;
@@ -94,7 +103,53 @@ impl SecretSettings {
     }
 }
 
+/// The first control character (a line break, a tab, an escape) in `value`, if any: URL
+/// parsers drop some of them silently, and in a header they would split it.
+fn control_char(field: &str, value: &str) -> Result<(), String> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!(
+            "{field}: contains the control character U+{:04X}",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Whether a URL carries credentials: a user or password, or a query (where tokens ride).
+fn has_credentials(url: &url::Url) -> bool {
+    !url.username().is_empty() || url.password().is_some() || url.query().is_some()
+}
+
+/// A URL as it may be shown: its user, password and query values replaced by `***`.
+pub fn redacted(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = shown.set_username("***");
+        let _ = shown.set_password(None);
+    }
+    if url.query().is_some() {
+        let keys: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        shown
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(keys.iter().map(|k| (k.as_str(), "***")));
+    }
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+/// A webhook URL as a client gave it, split into what may be shown and what is sealed: a URL
+/// with credentials is shown redacted and kept whole among the secrets; one without is shown
+/// as it is. (An unreadable URL is left for [`validate`] to report.)
+pub fn split_webhook_url(text: String) -> (String, Option<String>) {
+    match url::Url::parse(&text) {
+        Ok(url) if has_credentials(&url) => (redacted(&url), Some(text)),
+        _ => (text, None),
+    }
+}
+
 fn http_url(field: &str, value: &str) -> Result<(), String> {
+    control_char(field, value)?;
     let url = url::Url::parse(value).map_err(|e| format!("{field}: not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!("{field}: must be an http(s) URL with a host"));
@@ -168,8 +223,12 @@ pub fn validate(
     if let Some(missing) = required.iter().find(|name| !given.contains(name)) {
         return Err(format!("a {kind} channel needs {missing}"));
     }
+    if secret.url.is_some() && kind != ChannelKind::Webhook {
+        return Err(format!("url is not a setting of a {kind} channel"));
+    }
     for (field, value) in [
         ("url", &public.url),
+        ("url", &secret.url),
         ("webhook_url", &secret.webhook_url),
         ("api_base_url", &public.api_base_url),
     ] {
@@ -177,7 +236,16 @@ pub fn validate(
             http_url(field, v)?;
         }
     }
-    for name in secret.headers.keys() {
+    if let Some(base) = &public.api_base_url
+        && url::Url::parse(base).is_ok_and(|u| has_credentials(&u))
+    {
+        return Err(
+            "api_base_url: must not hold credentials or a query; the bot token is a setting \
+             of its own"
+                .into(),
+        );
+    }
+    for (name, value) in &secret.headers {
         if name.is_empty()
             || !name
                 .bytes()
@@ -185,6 +253,20 @@ pub fn validate(
         {
             return Err(format!("headers: {name:?} is not a valid header name"));
         }
+        control_char(&format!("headers.{name}"), value)?;
+    }
+    if public.allow_plaintext_auth && kind != ChannelKind::Email {
+        return Err(format!(
+            "allow_plaintext_auth is not a setting of a {kind} channel"
+        ));
+    }
+    let logs_in = public.username.is_some() || secret.password.is_some();
+    if public.tls == Some(SmtpTls::None) && logs_in && !public.allow_plaintext_auth {
+        return Err(
+            "tls: none would send the SMTP login in the clear; use starttls or tls, or set \
+             allow_plaintext_auth: true if the network is trusted"
+                .into(),
+        );
     }
     if let Some(host) = &public.smtp_host {
         crate::validate::address(host).map_err(|e| format!("smtp_host: {e}"))?;
@@ -248,5 +330,89 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(format!("{s:?}"), "SecretSettings([\"bot_token\"])");
+    }
+
+    #[test]
+    fn webhook_credentials_are_sealed_and_shown_redacted() {
+        let (shown, sealed) =
+            split_webhook_url("http://user:PW@hooks.example/hook?token=abc&x=1#frag".into());
+        assert_eq!(shown, "http://***@hooks.example/hook?token=***&x=***");
+        assert_eq!(
+            sealed.as_deref(),
+            Some("http://user:PW@hooks.example/hook?token=abc&x=1#frag")
+        );
+        let (shown, sealed) = split_webhook_url("https://hooks.example/plain".into());
+        assert_eq!(
+            (shown.as_str(), sealed),
+            ("https://hooks.example/plain", None)
+        );
+    }
+
+    #[test]
+    fn control_characters_and_plaintext_logins_are_refused() {
+        let webhook = |url: &str| PublicSettings {
+            url: Some(url.into()),
+            ..Default::default()
+        };
+        let err = validate(
+            ChannelKind::Webhook,
+            &webhook("https://hooks.example/a\nb"),
+            &SecretSettings::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("url: contains the control character U+000A"),
+            "{err}"
+        );
+        let bad_header = SecretSettings {
+            headers: BTreeMap::from([("X-Key".into(), "a\r\nX-Injected: 1".into())]),
+            ..Default::default()
+        };
+        let err = validate(
+            ChannelKind::Webhook,
+            &webhook("https://h.example/"),
+            &bad_header,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("headers.X-Key: contains"), "{err}");
+        let plain = PublicSettings {
+            smtp_host: Some("mail.example.com".into()),
+            from: Some("hw@example.com".into()),
+            to: vec!["ops@example.com".into()],
+            tls: Some(SmtpTls::None),
+            username: Some("hw".into()),
+            ..Default::default()
+        };
+        let password = SecretSettings {
+            password: Some("pw".into()),
+            ..Default::default()
+        };
+        let err = validate(ChannelKind::Email, &plain, &password).unwrap_err();
+        assert!(err.contains("allow_plaintext_auth"), "{err}");
+        let allowed = PublicSettings {
+            allow_plaintext_auth: true,
+            ..plain.clone()
+        };
+        validate(ChannelKind::Email, &allowed, &password).unwrap();
+        // Without a login, plain SMTP is fine.
+        let anonymous = PublicSettings {
+            username: None,
+            ..plain
+        };
+        validate(ChannelKind::Email, &anonymous, &SecretSettings::default()).unwrap();
+        let telegram = PublicSettings {
+            chat_id: Some("1".into()),
+            api_base_url: Some("https://u:p@tg.example".into()),
+            ..Default::default()
+        };
+        let token = SecretSettings {
+            bot_token: Some("1:a".into()),
+            ..Default::default()
+        };
+        assert!(
+            validate(ChannelKind::Telegram, &telegram, &token)
+                .unwrap_err()
+                .contains("credentials")
+        );
     }
 }

@@ -911,7 +911,8 @@ async fn channels_crud_secrets_and_validation(app: TestApp) {
             "/api/v1/channels",
             json!({"name": "mail", "kind": "email", "settings": {
             "smtp_host": "127.0.0.1", "smtp_port": 2525, "tls": "none", "from": "hw@example.com",
-            "to": ["ops@example.com"], "username": "hw", "password": "smtp-pass"}}),
+            "to": ["ops@example.com"], "username": "hw", "password": "smtp-pass",
+            "allow_plaintext_auth": true}}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{email}");

@@ -31,6 +31,8 @@ use serde_json::{Value, json};
 #[derive(Debug, Clone)]
 struct Got {
     path: String,
+    /// The query and the Authorization header the request came with.
+    query: String,
     headers: HashMap<String, String>,
     body: Value,
 }
@@ -54,6 +56,7 @@ impl Receiver {
             let me = me.clone();
             async move {
                 let path = req.uri().path().to_owned();
+                let query = req.uri().query().unwrap_or_default().to_owned();
                 let headers = req
                     .headers()
                     .iter()
@@ -64,6 +67,7 @@ impl Receiver {
                         .unwrap_or(Value::Null);
                 me.got.lock().unwrap().push(Got {
                     path: path.clone(),
+                    query,
                     headers,
                     body,
                 });
@@ -652,4 +656,98 @@ async fn a_receivers_error_body_cannot_forge_log_lines() {
         !text.contains('\x1b') && !text.contains('\u{2028}'),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn credentials_in_a_webhook_url_are_sealed_shown_redacted_and_used() {
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None, true).await;
+    let url = format!("http://user:S3cret@127.0.0.1:{port}/secret-hook?token=T0ken");
+    let (status, ch) = svc
+        .call(
+            "POST",
+            "/api/v1/channels",
+            Some(json!({"name": "sealed", "kind": "webhook", "settings": {"url": url}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{ch}");
+    let shown = ch["settings"]["url"].as_str().unwrap();
+    assert_eq!(
+        shown,
+        format!("http://***@127.0.0.1:{port}/secret-hook?token=***")
+    );
+    assert!(
+        ch["settings"]["secrets_set"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("url"))
+    );
+    let (_, list) = svc.call("GET", "/api/v1/channels", None).await;
+    assert!(!list.to_string().contains("S3cret") && !list.to_string().contains("T0ken"));
+    // Nowhere in the database in the clear.
+    use sea_orm::EntityTrait;
+    for row in entity::channel::Entity::find()
+        .all(&svc.state.db)
+        .await
+        .unwrap()
+    {
+        assert!(!row.settings.contains("S3cret") && !row.settings.contains("T0ken"));
+    }
+    // The notification goes to the whole URL.
+    let host = svc.host().await;
+    svc.notify(host, "warning").await;
+    svc.wait_for(ch["id"].as_i64().unwrap(), "sent", 1).await;
+    let got = rx.got("/secret-hook");
+    assert_eq!(got[0].query, "token=T0ken");
+    assert!(
+        got[0].headers["authorization"].starts_with("Basic "),
+        "{:?}",
+        got[0].headers
+    );
+
+    // Control characters in a header value or a URL, and a plaintext SMTP login: 422.
+    let (status, err) = svc
+        .call(
+            "POST",
+            "/api/v1/channels",
+            Some(json!({"name": "crlf", "kind": "webhook",
+                        "settings": {"url": format!("http://127.0.0.1:{port}/x"),
+                                     "headers": {"X-Key": "a\r\nX-Injected: 1"}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("headers.X-Key"),
+        "{err}"
+    );
+    let (status, err) = svc
+        .call(
+            "POST",
+            "/api/v1/channels",
+            Some(json!({"name": "nl", "kind": "webhook",
+                        "settings": {"url": format!("http://127.0.0.1:{port}/x\ny")}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    let (status, err) = svc
+        .call(
+            "POST",
+            "/api/v1/channels",
+            Some(json!({"name": "plain", "kind": "email",
+                        "settings": {"smtp_host": "127.0.0.1", "tls": "none", "username": "hw",
+                                     "password": "pw", "from": "hw@example.com",
+                                     "to": ["ops@example.com"]}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_plaintext_auth"),
+        "{err}"
+    );
+    svc.stop().await;
 }

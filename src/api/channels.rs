@@ -22,7 +22,9 @@ use crate::{
         status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
         ts,
     },
-    channel::{PublicSettings, SecretSettings, SmtpTls, validate as validate_settings},
+    channel::{
+        PublicSettings, SecretSettings, SmtpTls, split_webhook_url, validate as validate_settings,
+    },
     crypto::SecretBox,
     error::{Error, Result},
     services::Services,
@@ -31,7 +33,8 @@ use crate::{
 };
 
 /// Settings of a channel; which fields apply depends on its kind:
-/// webhook `url` (+ `headers`); slack `webhook_url`; telegram `bot_token`, `chat_id`
+/// webhook `url` (+ `headers`; a URL with a user, password or query is stored sealed and
+/// shown redacted); slack `webhook_url`; telegram `bot_token`, `chat_id`
 /// (+ `api_base_url`); email `smtp_host`, `from`, `to` (+ `smtp_port`, `tls`, `username`,
 /// `password`).
 #[derive(Object)]
@@ -59,13 +62,23 @@ pub struct ChannelSettingsInput {
     pub password: Option<String>,
     pub from: Option<String>,
     pub to: Option<Vec<String>>,
+    /// Email: let `tls: none` log in with the password in the clear (refused otherwise).
+    pub allow_plaintext_auth: Option<bool>,
 }
 
 impl ChannelSettingsInput {
     fn split(self) -> (PublicSettings, SecretSettings) {
+        // A webhook URL with credentials in it is sealed whole and shown redacted.
+        let (url, sealed_url) = match self.url {
+            Some(url) => {
+                let (shown, sealed) = split_webhook_url(url);
+                (Some(shown), sealed)
+            }
+            None => (None, None),
+        };
         (
             PublicSettings {
-                url: self.url,
+                url,
                 chat_id: self.chat_id,
                 api_base_url: self.api_base_url,
                 smtp_host: self.smtp_host,
@@ -74,9 +87,11 @@ impl ChannelSettingsInput {
                 username: self.username,
                 from: self.from,
                 to: self.to.unwrap_or_default(),
+                allow_plaintext_auth: self.allow_plaintext_auth.unwrap_or(false),
             },
             SecretSettings {
                 headers: self.headers.unwrap_or_default(),
+                url: sealed_url,
                 webhook_url: self.webhook_url,
                 bot_token: self.bot_token,
                 password: self.password,
@@ -128,7 +143,9 @@ pub struct ChannelSettingsView {
     pub username: Option<String>,
     pub from: Option<String>,
     pub to: Vec<String>,
-    /// Names of the secret settings that are set (their values are never shown).
+    pub allow_plaintext_auth: bool,
+    /// Names of the secret settings that are set (their values are never shown). `url`: the
+    /// webhook URL holds credentials; it is sealed, and `url` above shows it redacted.
     pub secrets_set: Vec<String>,
 }
 
@@ -167,6 +184,7 @@ fn view(secrets: &SecretBox, row: channel_row::Model) -> Result<Channel> {
             username: s.public.username,
             from: s.public.from,
             to: s.public.to,
+            allow_plaintext_auth: s.public.allow_plaintext_auth,
             secrets_set: s.secret.names(),
         },
         created_at: ts(row.created_at),

@@ -147,7 +147,13 @@ impl Sender {
         let work = async {
             match ch.kind {
                 ChannelKind::Webhook => {
-                    let url = ch.public.url.as_deref().ok_or("no url")?;
+                    // The whole URL when it holds credentials; the public one is redacted.
+                    let url = ch
+                        .secret
+                        .url
+                        .as_deref()
+                        .or(ch.public.url.as_deref())
+                        .ok_or("no url")?;
                     self.post_json(url, &ch.secret.headers, &msg.webhook_payload())
                         .await
                         .map(|_| ())
