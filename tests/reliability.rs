@@ -489,3 +489,43 @@ mod http_limits {
         assert!(!policy.contains("unsafe"), "{policy}");
     }
 }
+
+/// Enrollment of a host that accepts the connection and never speaks gives up at the poll
+/// deadline (dial and login), not at the longer enrollment deadline meant for the script.
+#[tokio::test]
+async fn enrolling_a_tarpit_ends_at_the_poll_deadline() {
+    let app = TestApp::start(Backend::Sqlite).await.unwrap();
+    let fleet = Fleet::start(app.dir.path(), 1, &["--tarpit", "1"]).await;
+    let (status, host) = app
+        .post(
+            "/api/v1/hosts",
+            json!({"name": "tarpit", "address": "127.0.0.1", "port": fleet.base,
+                   "username": "u", "password": "p"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{host}");
+    let settings = app.state.poller.settings().clone();
+    assert!(settings.enroll_timeout > settings.poll_timeout * 2);
+    let started = std::time::Instant::now();
+    let (status, run) = app
+        .post(&format!("/api/v1/hosts/{}/enroll", host["id"]), json!({}))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["ok"], false, "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("connecting and authenticating"),
+        "{run}"
+    );
+    assert!(
+        took >= settings.poll_timeout
+            && took < settings.poll_timeout + std::time::Duration::from_secs(2),
+        "enrollment took {took:?} (poll deadline {:?}, enrollment {:?})",
+        settings.poll_timeout,
+        settings.enroll_timeout
+    );
+    fleet.stop().await;
+}

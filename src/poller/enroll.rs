@@ -26,6 +26,7 @@ use crate::{
     ssh::{
         client::{self, Auth, Target},
         keys,
+        pool::Finish,
     },
     store::{
         enrollment::{self, NewRun},
@@ -36,9 +37,9 @@ use crate::{
 /// The deadlines enrollment works within.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Deadlines {
-    /// The whole run (it may create a user).
+    /// The script, once connected (it may create a user).
     pub enroll: Duration,
-    /// Proving the provisioned login.
+    /// Connecting and logging in (the bootstrap login, and proving the provisioned one).
     pub login: Duration,
 }
 
@@ -79,8 +80,15 @@ pub(super) async fn enroll(
 
     let started_ms = now_ms();
     let started = std::time::Instant::now();
+    // Connecting gets the poll's deadline; the script, once in, its own.
     let result = link
-        .run(&prepared, script.as_bytes(), deadlines.enroll, force)
+        .run(
+            &prepared,
+            script.as_bytes(),
+            deadlines.login,
+            Finish::After(deadlines.enroll),
+            force,
+        )
         .await;
     let mut run = NewRun {
         host_id,

@@ -23,7 +23,7 @@ use crate::{
     ssh::{
         client::{self, Auth, HostKeyPolicy, SshError, Target},
         keys::{self, fingerprint},
-        pool::{ConnIdentity, Job, PoolError, PoolRun, SshPool},
+        pool::{ConnIdentity, Finish, Job, PoolError, PoolRun, SshPool},
     },
     store::{
         notifications::{self, NotificationHub},
@@ -160,20 +160,22 @@ impl Link {
         })
     }
 
-    /// Runs a script on a prepared host within `timeout`, recording the key it presented; a
-    /// failure moves the host into the status it implies.
+    /// Runs a script on a prepared host, connecting within `connect` and finishing by
+    /// `finish`, recording the key it presented; a failure moves the host into the status it
+    /// implies.
     pub async fn run(
         &self,
         p: &Prepared,
         script: &[u8],
-        timeout: Duration,
+        connect: Duration,
+        finish: Finish,
         force: bool,
     ) -> Result<PoolRun, PollError> {
-        let deadline = tokio::time::Instant::now() + timeout;
         let job = Job {
             script,
             cap: self.output_cap,
-            deadline,
+            connect_by: tokio::time::Instant::now() + connect,
+            finish_by: finish,
             force,
         };
         match self.pool.run(p.host.id, &p.target, &p.identity, job).await {

@@ -17,7 +17,7 @@ use crate::{
     },
     error::{Error, Result},
     probe::{self, Counters, MetricValue, Snapshot},
-    ssh::client::ExecOutput,
+    ssh::{client::ExecOutput, pool::Finish},
     store::{
         alerts,
         notifications::NotificationHub,
@@ -227,6 +227,7 @@ impl Poller {
                 &prepared,
                 probe::PROBE_SCRIPT.as_bytes(),
                 self.settings.poll_timeout,
+                Finish::At(tokio::time::Instant::now() + self.settings.poll_timeout),
                 force,
             )
             .await?;

@@ -69,9 +69,31 @@ pub struct Job<'a> {
     pub script: &'a [u8],
     /// Most bytes of output accepted.
     pub cap: usize,
-    pub deadline: Instant,
+    /// Waiting for the host's previous run, dialling and logging in end by this instant.
+    pub connect_by: Instant,
+    /// When the script must have finished.
+    pub finish_by: Finish,
     /// Dial even during backoff (an operator asked).
     pub force: bool,
+}
+
+/// When a script must have finished.
+#[derive(Debug, Clone, Copy)]
+pub enum Finish {
+    /// By this instant, connecting included (a poll's one deadline).
+    At(Instant),
+    /// Within this long of starting, however long connecting took (enrollment, which may
+    /// create a user, gets its own time once it is in).
+    After(Duration),
+}
+
+impl Finish {
+    fn deadline(self) -> Instant {
+        match self {
+            Self::At(at) => at,
+            Self::After(budget) => Instant::now() + budget,
+        }
+    }
 }
 
 /// The result of a script run through the pool.
@@ -151,7 +173,7 @@ impl SshPool {
         self.dials.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Runs `job.script` on the host, dialling when needed, all before `job.deadline`.
+    /// Runs `job.script` on the host, dialling when needed, within the job's deadlines.
     /// `identity` names the target's address, login and credentials; a different one drops the
     /// old connection.
     pub async fn run(
@@ -164,14 +186,17 @@ impl SshPool {
         let Job {
             script,
             cap,
-            deadline,
+            connect_by,
+            finish_by,
             force,
         } = job;
         let slot = self.slot(host_id);
-        let budget = deadline.saturating_duration_since(Instant::now());
-        let mut state = tokio::time::timeout_at(deadline, slot.lock())
+        let connect_budget = connect_by.saturating_duration_since(Instant::now());
+        let mut state = tokio::time::timeout_at(connect_by, slot.lock())
             .await
-            .map_err(|_| SshError::Timeout(budget, "waiting for the host's previous poll"))?;
+            .map_err(|_| {
+                SshError::Timeout(connect_budget, "waiting for the host's previous poll")
+            })?;
         if state.identity != *identity {
             if let Some(old) = state.session.take() {
                 old.close().await;
@@ -183,6 +208,8 @@ impl SshPool {
         }
 
         if let Some(session) = state.session.take().filter(|s| !s.is_closed()) {
+            let deadline = finish_by.deadline();
+            let budget = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout_at(deadline, session.run_script(script, cap)).await {
                 Ok(Ok(output)) => {
                     let host_key = session.host_key.clone();
@@ -215,9 +242,14 @@ impl SshPool {
         }
         self.dials
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dialled = tokio::time::timeout_at(deadline, client::connect(target, true))
+        let dialled = tokio::time::timeout_at(connect_by, client::connect(target, true))
             .await
-            .unwrap_or_else(|_| Err(SshError::Timeout(budget, "connecting and authenticating")));
+            .unwrap_or_else(|_| {
+                Err(SshError::Timeout(
+                    connect_budget,
+                    "connecting and authenticating",
+                ))
+            });
         let session = match dialled {
             Ok(session) => session,
             Err(err) => {
@@ -233,6 +265,8 @@ impl SshPool {
         state.failures = 0;
         state.retry_at = None;
         state.last_error = None;
+        let deadline = finish_by.deadline();
+        let budget = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout_at(deadline, session.run_script(script, cap)).await {
             Ok(Ok(output)) => {
                 let host_key = session.host_key.clone();
