@@ -6,7 +6,8 @@ use std::net::IpAddr;
 
 use crate::error::{Error, Result};
 
-/// A display name for a host, URL check or channel: 1–100 printable characters.
+/// A display name for a host, URL check or channel: 1–100 printable characters, none that
+/// could hide or fake text.
 pub fn name(field: &'static str, value: &str) -> Result<()> {
     let len = value.chars().count();
     if value.trim().is_empty() || len > 100 {
@@ -15,8 +16,17 @@ pub fn name(field: &'static str, value: &str) -> Result<()> {
             "must be 1 to 100 characters and not blank",
         ));
     }
-    if value.chars().any(char::is_control) {
-        return Err(Error::invalid(field, "must not contain control characters"));
+    // Controls would break a log or a page; bidi controls, zero-width characters and line
+    // separators would make one name look like another wherever it is shown.
+    if let Some(c) = value.chars().find(|c| crate::logs::is_hazardous(*c)) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must not contain control, bidi-control, zero-width or line-separator \
+                 characters (found U+{:04X})",
+                c as u32
+            ),
+        ));
     }
     if value != value.trim() {
         return Err(Error::invalid(
@@ -141,6 +151,30 @@ mod tests {
         for bad in ["", "1abc", "a b", "a;b", "-x", "x'y", &"a".repeat(33)] {
             assert!(username(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn names_that_could_spoof_are_refused() {
+        name("name", "web-1 (prod) · rack 3 — 東京").unwrap();
+        for bad in [
+            "evil\u{202E}gnp.exe",
+            "a\u{2066}b",
+            "zero\u{200B}width",
+            "line\u{2028}sep",
+            "bom\u{FEFF}",
+            "tab\there",
+            "",
+            " padded",
+        ] {
+            let err = name("name", bad).unwrap_err().to_string();
+            assert!(err.starts_with("name: "), "{bad:?}: {err}");
+        }
+        assert!(
+            name("name", "x\u{202E}y")
+                .unwrap_err()
+                .to_string()
+                .contains("U+202E")
+        );
     }
 
     #[test]

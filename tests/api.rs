@@ -347,6 +347,21 @@ async fn host_validation_errors(app: TestApp) {
     };
     let cases: Vec<(Value, StatusCode, &str)> = vec![
         (
+            with("name", json!("evil\u{202E}gnp.exe")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name: must not contain control, bidi-control",
+        ),
+        (
+            with("name", json!("line\u{2028}break")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name",
+        ),
+        (
+            with("labels", json!(["env=\u{200B}prod"])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "labels",
+        ),
+        (
             with("address", json!("10.0.0.1; rm -rf /")),
             StatusCode::UNPROCESSABLE_ENTITY,
             "address",

@@ -175,7 +175,8 @@ impl Message {
             "text": format!("hostwatch · notification {}", self.notification.id),
         });
         json!({
-            "text": truncate(&format!("{icon} {}", self.subject()), 3000),
+            // The fallback is mrkdwn too: a host named `<!here>` must not ping the channel.
+            "text": truncate(&format!("{icon} {}", slack_escape(&self.subject())), 3000),
             "blocks": [
                 {"type": "header", "text": header},
                 {"type": "section", "text": {"type": "mrkdwn", "text": section}},
@@ -310,5 +311,15 @@ mod tests {
                 .contains("disk &lt;full&gt; &amp; more")
         );
         assert_eq!(truncate(&"x".repeat(5000), 4096).chars().count(), 4096);
+    }
+
+    #[test]
+    fn slack_fallback_text_is_escaped_too() {
+        let mut msg = sample();
+        msg.notification.title = "<!here> web-1 & friends".into();
+        let slack = msg.slack_payload();
+        let text = slack["text"].as_str().unwrap();
+        assert!(text.contains("&lt;!here&gt; web-1 &amp; friends"), "{text}");
+        assert!(!text.contains("<!here>"), "{text}");
     }
 }

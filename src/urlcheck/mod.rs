@@ -77,6 +77,10 @@ impl StatusSet {
 
 /// Checks that `text` is an absolute http(s) URL with a host.
 pub fn validate_url(text: &str) -> Result<Url, String> {
+    // The parser drops tabs and line breaks silently: the URL stored would not be the one given.
+    if let Some(c) = text.chars().find(|c| c.is_control()) {
+        return Err(format!("contains the control character U+{:04X}", c as u32));
+    }
     let url = Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
@@ -133,5 +137,10 @@ mod tests {
         assert!(validate_url("ftp://example.com").is_err());
         assert!(validate_url("not a url").is_err());
         assert!(validate_url("https://user:pw@example.com").is_err());
+        assert!(
+            validate_url("https://example.com/a\nb")
+                .unwrap_err()
+                .contains("U+000A")
+        );
     }
 }
