@@ -529,3 +529,64 @@ async fn enrolling_a_tarpit_ends_at_the_poll_deadline() {
     );
     fleet.stop().await;
 }
+
+/// A host whose enrollment fails the same way at every tick keeps one run with a count, not a
+/// run per tick; and no host keeps more than the newest runs.
+#[tokio::test]
+async fn a_repeated_enrollment_failure_is_counted_not_stored_again() {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let app = TestApp::start(Backend::Sqlite).await.unwrap();
+    app.state.run_scheduler(4).await.unwrap();
+    let port = common::free_port();
+    let (status, host) = app
+        .post(
+            "/api/v1/hosts",
+            json!({"name": "never-up", "address": "127.0.0.1", "port": port, "username": "u",
+                   "password": "p", "schedule": "*/1 * * * * *"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{host}");
+    let id = host["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let run = loop {
+        let (_, run) = app.get(&format!("/api/v1/hosts/{id}/enrollment")).await;
+        if run["repeats"].as_i64().unwrap_or(0) >= 3 {
+            break run;
+        }
+        assert!(std::time::Instant::now() < deadline, "{run}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        run["error"].as_str().unwrap().contains("cannot connect"),
+        "{run}"
+    );
+    assert!(run["last_started_at"].as_str().unwrap() > run["started_at"].as_str().unwrap());
+    let rows = entity::enrollment_run::Entity::find()
+        .filter(entity::enrollment_run::Column::HostId.eq(id))
+        .count(app.db())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "one run for every identical failure");
+    // Runs that differ are kept up to the limit.
+    for i in 0..30 {
+        hostwatch::store::enrollment::insert(
+            app.db(),
+            hostwatch::store::enrollment::NewRun {
+                host_id: id,
+                started_at: i,
+                finished_at: i,
+                error: Some(format!("failure {i}")),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let rows = entity::enrollment_run::Entity::find()
+        .filter(entity::enrollment_run::Column::HostId.eq(id))
+        .count(app.db())
+        .await
+        .unwrap();
+    assert_eq!(rows, hostwatch::store::enrollment::RUNS_KEPT);
+    app.state.shutdown().await.unwrap();
+}

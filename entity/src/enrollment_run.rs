@@ -17,6 +17,10 @@ pub struct Model {
     pub error: Option<String>,
     pub provisioned: bool,
     pub duration_ms: Option<i64>,
+    /// Attempts this row stands for: a failure repeated the same way is counted, not copied.
+    pub repeats: i32,
+    /// When the last of them started (`None` while there was only one).
+    pub last_started_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

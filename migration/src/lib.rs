@@ -13,6 +13,7 @@ mod m20261121_000004_url_check_ca;
 mod m20261122_000005_sample_sets;
 mod m20261122_000006_samples_in_polls;
 mod m20261122_000007_alert_state_owners;
+mod m20261201_000008_enrollment_repeats;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_sample_sets::Migration),
             Box::new(m20261122_000006_samples_in_polls::Migration),
             Box::new(m20261122_000007_alert_state_owners::Migration),
+            Box::new(m20261201_000008_enrollment_repeats::Migration),
         ]
     }
 }

@@ -65,6 +65,11 @@ pub struct EnrollmentRun {
     pub error: Option<String>,
     pub provisioned: bool,
     pub duration_ms: Option<i64>,
+    /// Attempts this run stands for: a failure repeated the same way is counted on its first
+    /// run, not stored again.
+    pub repeats: i32,
+    /// When the last repeat started.
+    pub last_started_at: Option<DateTime<Utc>>,
 }
 
 #[derive(ApiResponse)]
@@ -204,5 +209,7 @@ pub fn enrollment_view(run: entity::enrollment_run::Model) -> EnrollmentRun {
         error: run.error,
         provisioned: run.provisioned,
         duration_ms: run.duration_ms,
+        repeats: run.repeats,
+        last_started_at: run.last_started_at.map(ts),
     }
 }

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 
 use entity::{
     enrollment_run,
-    types::{AlertKind, CredentialSource, Event, HostStatus, Level},
+    types::{AlertKind, CredentialSource, Event, HostStatus, Level, PollErrorKind},
 };
 
 use super::{PollError, link::Link};
@@ -110,6 +110,13 @@ pub(super) async fn enroll(
             }
             facts = Some(parse_enrollment(&run.stdout));
         }
+        // Not an attempt: the host is not dialled again yet after repeated failures.
+        Err(
+            err @ PollError::Host {
+                kind: PollErrorKind::Backoff,
+                ..
+            },
+        ) => return Err(err),
         Err(err) => run.error = Some(err.to_string()),
     }
 

@@ -1,9 +1,11 @@
-//! Enrollment runs: every run's whole transcript, success or not, and the facts a successful
-//! run records on the host.
+//! Enrollment runs: every run's whole transcript, success or not (the newest few per host, a
+//! failure repeated the same way counted on one run), and the facts a successful run records
+//! on the host.
 
 use entity::{enrollment_run, host, types::HostStatus};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 
 use crate::{error::Result, probe::enrollment::Facts, store::now_ms};
@@ -27,9 +29,29 @@ pub async fn previous_ok(db: &impl ConnectionTrait, host_id: i64) -> Result<bool
     Ok(latest(db, host_id).await?.is_none_or(|r| r.ok))
 }
 
-/// Stores a run.
+/// Runs kept per host: the newest; older ones are deleted as new ones come.
+pub const RUNS_KEPT: u64 = 20;
+
+/// Stores a run. A failure the same as the host's latest run (same error, output and exit
+/// code) is counted on that run instead of stored again; a host keeps its [`RUNS_KEPT`] newest
+/// runs.
 pub async fn insert(db: &impl ConnectionTrait, run: NewRun) -> Result<enrollment_run::Model> {
-    Ok(enrollment_run::ActiveModel {
+    if let Some(last) = latest(db, run.host_id).await?
+        && !last.ok
+        && run.error.is_some()
+        && last.error == run.error
+        && last.stdout == run.stdout
+        && last.stderr == run.stderr
+        && last.exit_code == run.exit_code
+    {
+        let mut repeated: enrollment_run::ActiveModel = last.clone().into();
+        repeated.repeats = Set(last.repeats + 1);
+        repeated.last_started_at = Set(Some(run.started_at));
+        repeated.finished_at = Set(Some(run.finished_at));
+        repeated.duration_ms = Set(Some(run.duration_ms));
+        return Ok(repeated.update(db).await?);
+    }
+    let stored = enrollment_run::ActiveModel {
         host_id: Set(run.host_id),
         started_at: Set(run.started_at),
         finished_at: Set(Some(run.finished_at)),
@@ -40,10 +62,29 @@ pub async fn insert(db: &impl ConnectionTrait, run: NewRun) -> Result<enrollment
         error: Set(run.error),
         provisioned: Set(run.provisioned),
         duration_ms: Set(Some(run.duration_ms)),
+        repeats: Set(1),
+        last_started_at: Set(None),
         ..Default::default()
     }
     .insert(db)
-    .await?)
+    .await?;
+    let older: Vec<i64> = enrollment_run::Entity::find()
+        .select_only()
+        .column(enrollment_run::Column::Id)
+        .filter(enrollment_run::Column::HostId.eq(stored.host_id))
+        .order_by_desc(enrollment_run::Column::Id)
+        .offset(RUNS_KEPT)
+        .limit(1000)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if !older.is_empty() {
+        enrollment_run::Entity::delete_many()
+            .filter(enrollment_run::Column::Id.is_in(older))
+            .exec(db)
+            .await?;
+    }
+    Ok(stored)
 }
 
 /// The most recent enrollment run of a host.
