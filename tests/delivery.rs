@@ -42,6 +42,9 @@ struct Got {
 struct Receiver {
     got: Arc<Mutex<Vec<Got>>>,
     answers: Arc<Mutex<HashMap<String, VecDeque<u16>>>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    most_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Receiver {
@@ -71,9 +74,15 @@ impl Receiver {
                     headers,
                     body,
                 });
-                if path.starts_with("/slow") {
+                use std::sync::atomic::Ordering::SeqCst;
+                let now = me.in_flight.fetch_add(1, SeqCst) + 1;
+                me.most_in_flight.fetch_max(now, SeqCst);
+                if path.starts_with("/quarter") {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                } else if path.starts_with("/slow") {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
+                me.in_flight.fetch_sub(1, SeqCst);
                 let status = me
                     .answers
                     .lock()
@@ -749,5 +758,76 @@ async fn credentials_in_a_webhook_url_are_sealed_shown_redacted_and_used() {
             .contains("allow_plaintext_auth"),
         "{err}"
     );
+    svc.stop().await;
+}
+
+/// A notification of its own alert: `cpu.usage_pct` with label `label` (a label per alert).
+async fn notify_alert(
+    svc: &Service,
+    host_id: i64,
+    label: &str,
+    event: entity::types::Event,
+) -> i64 {
+    let mut notice = common::cpu_fired(host_id, "warning", 95.0, label, "busy");
+    notice.key.label = label.to_owned();
+    notice.event = event;
+    let n = notifications::insert(&svc.state.db, notice).await.unwrap();
+    svc.state.hub.published(n.id);
+    n.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_gets_a_few_alerts_at_once() {
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None, true).await;
+    let ch = svc
+        .channel(json!({"name": "quarter", "kind": "webhook",
+                        "settings": {"url": format!("http://127.0.0.1:{port}/quarter")}}))
+        .await;
+    let host = svc.host().await;
+    // Under the deliveries listing's default page of 50.
+    const ALERTS: usize = 48;
+    let started = Instant::now();
+    for i in 0..ALERTS {
+        notify_alert(&svc, host, &format!("cpu{i}"), entity::types::Event::Fired).await;
+    }
+    svc.wait_for(ch, "sent", ALERTS).await;
+    let took = started.elapsed().as_secs_f64();
+    let most = rx.most_in_flight.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!(
+        "a 250 ms receiver: {ALERTS} deliveries in {took:.2} s = {:.1} deliveries/s, at most {most} at once",
+        ALERTS as f64 / took
+    );
+    assert!(
+        (2..=hostwatch::delivery::worker::SENDS_PER_CHANNEL).contains(&most),
+        "{most} sends at once"
+    );
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn an_alerts_notifications_arrive_in_order_across_a_retry() {
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    rx.answer("/order", &[500]);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None, true).await;
+    let ch = svc
+        .channel(json!({"name": "order", "kind": "webhook",
+                        "settings": {"url": format!("http://127.0.0.1:{port}/order")}}))
+        .await;
+    let host = svc.host().await;
+    let fired = notify_alert(&svc, host, "disk", entity::types::Event::Fired).await;
+    let resolved = notify_alert(&svc, host, "disk", entity::types::Event::Resolved).await;
+    svc.wait_for(ch, "sent", 2).await;
+    let ids: Vec<i64> = rx
+        .got("/order")
+        .iter()
+        .map(|g| g.body["id"].as_i64().unwrap())
+        .collect();
+    // The firing failed once and was retried; the resolution waited for it.
+    assert_eq!(ids, [fired, fired, resolved]);
     svc.stop().await;
 }

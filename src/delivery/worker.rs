@@ -16,6 +16,7 @@ use entity::{
     delivery, notification,
     types::{AlertKind, ChannelKind, Level, NotificationState},
 };
+use futures_util::StreamExt;
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Tokio1Executor,
     message::{Mailbox, header::ContentType},
@@ -37,6 +38,13 @@ use crate::{
         now_ms, url_checks,
     },
 };
+
+/// Alerts of one channel sent at once: a slow receiver (a quarter of a second an answer) still
+/// takes a few dozen notifications a second, and one alert's notifications stay in order.
+pub const SENDS_PER_CHANNEL: usize = 8;
+
+/// Most pending deliveries read per dispatch.
+const OUTBOX_READ: u64 = 5000;
 
 /// Delivery limits.
 #[derive(Debug, Clone)]
@@ -300,19 +308,38 @@ impl DeliveryService {
     }
 
     /// Starts one task per channel with due rows (unless that channel is already being sent).
+    /// A channel's rows are queued per alert, oldest first: up to [`SENDS_PER_CHANNEL`] alerts
+    /// are sent at once, each alert's rows one after the other, and a row waiting for its retry
+    /// holds back the later rows of its alert — a resolution never overtakes its firing.
     pub async fn dispatch(self: &Arc<Self>) -> Result<()> {
-        let due = deliveries::due(&self.db, now_ms(), 1000).await?;
-        let mut by_channel: BTreeMap<i64, Vec<delivery::Model>> = BTreeMap::new();
-        for d in due {
-            by_channel.entry(d.channel_id).or_default().push(d);
+        let now = now_ms();
+        let mut by_channel: BTreeMap<i64, BTreeMap<deliveries::AlertOf, Vec<delivery::Model>>> =
+            BTreeMap::new();
+        for (d, alert) in deliveries::pending(&self.db, OUTBOX_READ).await? {
+            by_channel
+                .entry(d.channel_id)
+                .or_default()
+                .entry(alert)
+                .or_default()
+                .push(d);
         }
-        for (channel_id, rows) in by_channel {
-            if !self.busy.lock().expect("not poisoned").insert(channel_id) {
+        for (channel_id, alerts) in by_channel {
+            // Each alert's rows from its oldest on, up to the first not due yet.
+            let queues: Vec<Vec<delivery::Model>> = alerts
+                .into_values()
+                .map(|rows| {
+                    rows.into_iter()
+                        .take_while(|d| d.next_attempt_at <= now)
+                        .collect::<Vec<_>>()
+                })
+                .filter(|queue| !queue.is_empty())
+                .collect();
+            if queues.is_empty() || !self.busy.lock().expect("not poisoned").insert(channel_id) {
                 continue;
             }
             let me = self.clone();
             self.tasks.spawn(async move {
-                if let Err(e) = me.send_rows(channel_id, rows).await {
+                if let Err(e) = me.send_channel(channel_id, queues).await {
                     tracing::warn!(channel_id, error = %Untrusted(&e), "delivery failed");
                 }
                 me.busy.lock().expect("not poisoned").remove(&channel_id);
@@ -321,20 +348,37 @@ impl DeliveryService {
         Ok(())
     }
 
-    async fn send_rows(&self, channel_id: i64, rows: Vec<delivery::Model>) -> Result<()> {
+    /// Sends a channel's queues, a few alerts at a time.
+    async fn send_channel(&self, channel_id: i64, queues: Vec<Vec<delivery::Model>>) -> Result<()> {
         let settings = match channels::get(&self.db, channel_id).await {
             Ok(row) if row.enabled => Some(channels::settings_of(&self.secrets, &row)?),
             Ok(_) => None,
             Err(Error::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        for d in rows {
-            // At shutdown the send under way finishes and is recorded; the rest wait for the
-            // next start.
+        let settings = settings.as_ref();
+        futures_util::stream::iter(queues)
+            .map(|queue| self.send_queue(channel_id, settings, queue))
+            .buffer_unordered(SENDS_PER_CHANNEL)
+            .collect::<Vec<Result<()>>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Sends one alert's rows in order; stops at the first that fails (the rest wait for its
+    /// retry) and at shutdown (the send under way finishes and is recorded).
+    async fn send_queue(
+        &self,
+        channel_id: i64,
+        settings: Option<&ChannelSettings>,
+        queue: Vec<delivery::Model>,
+    ) -> Result<()> {
+        for d in queue {
             if self.stop.is_cancelled() {
                 break;
             }
-            let Some(settings) = &settings else {
+            let Some(settings) = settings else {
                 deliveries::mark_failed(&self.db, &d, "the channel is disabled", None).await?;
                 continue;
             };
@@ -356,6 +400,9 @@ impl DeliveryService {
                         );
                     }
                     deliveries::mark_failed(&self.db, &d, &error, retry_at).await?;
+                    if retry_at.is_some() {
+                        break;
+                    }
                 }
             }
         }

@@ -1,7 +1,13 @@
 //! The delivery outbox: one row per (notification, matching channel), created in the
 //! notification's own transaction, then sent, retried or given up by the delivery worker.
 
-use entity::{channel, delivery, host_label, notification, types::DeliveryStatus, url_check};
+use std::collections::HashMap;
+
+use entity::{
+    channel, delivery, host_label, notification,
+    types::{AlertKind, DeliveryStatus},
+    url_check,
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -58,19 +64,64 @@ pub async fn enqueue(db: &impl ConnectionTrait, n: &notification::Model) -> Resu
     Ok(count)
 }
 
-/// Pending deliveries due by `now_ms`, oldest first.
-pub async fn due(
+/// Which alert a notification belongs to, as deliveries are ordered by: its subject, kind,
+/// metric and label.
+pub type AlertOf = (
+    Option<i64>,
+    Option<i64>,
+    AlertKind,
+    Option<String>,
+    Option<String>,
+);
+
+/// Pending deliveries, oldest first, each with the alert of its notification: due ones and
+/// those waiting for a retry alike (a later delivery of the same alert waits behind one
+/// waiting for its retry).
+pub async fn pending(
     db: &impl ConnectionTrait,
-    now_ms: i64,
     limit: u64,
-) -> Result<Vec<delivery::Model>> {
-    Ok(delivery::Entity::find()
+) -> Result<Vec<(delivery::Model, AlertOf)>> {
+    let rows = delivery::Entity::find()
         .filter(delivery::Column::Status.eq(DeliveryStatus::Pending))
-        .filter(delivery::Column::NextAttemptAt.lte(now_ms))
         .order_by_asc(delivery::Column::Id)
         .limit(limit)
         .all(db)
-        .await?)
+        .await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    use notification::Column as N;
+    let alerts: HashMap<i64, AlertOf> = notification::Entity::find()
+        .select_only()
+        .columns([
+            N::Id,
+            N::HostId,
+            N::UrlCheckId,
+            N::Kind,
+            N::Metric,
+            N::Label,
+        ])
+        .filter(N::Id.is_in(rows.iter().map(|d| d.notification_id)))
+        .into_tuple::<(
+            i64,
+            Option<i64>,
+            Option<i64>,
+            AlertKind,
+            Option<String>,
+            Option<String>,
+        )>()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|(id, host, check, kind, metric, label)| (id, (host, check, kind, metric, label)))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter_map(|d| {
+            let alert = alerts.get(&d.notification_id)?.clone();
+            Some((d, alert))
+        })
+        .collect())
 }
 
 /// Records a successful send.
