@@ -831,3 +831,32 @@ async fn an_alerts_notifications_arrive_in_order_across_a_retry() {
     assert_eq!(ids, [fired, fired, resolved]);
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn a_send_under_way_at_shutdown_finishes_and_is_recorded() {
+    let rx = Receiver::default();
+    let port = rx.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(dir.path(), None, true).await;
+    let ch = svc
+        .channel(json!({"name": "quarter", "kind": "webhook",
+                        "settings": {"url": format!("http://127.0.0.1:{port}/quarter")}}))
+        .await;
+    let host = svc.host().await;
+    svc.notify(host, "critical").await;
+    // The receiver has the request and takes a quarter of a second to answer it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx.got("/quarter").is_empty() {
+        assert!(Instant::now() < deadline, "nothing sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let token = svc.stop().await;
+    // Restarted without the worker: the delivery was recorded as sent before the database closed.
+    let svc = Service::start(dir.path(), Some(token), false).await;
+    let (_, d) = svc
+        .call("GET", &format!("/api/v1/channels/{ch}/deliveries"), None)
+        .await;
+    assert_eq!(d[0]["status"], "sent", "{d}");
+    assert_eq!(rx.got("/quarter").len(), 1, "sent once");
+    svc.stop().await;
+}

@@ -137,7 +137,8 @@ async fn concurrent_writes_never_fail(app: TestApp) {
         }
     }
     eprintln!(
-        "concurrent writes: {} in {:.1} s, by status {statuses:?}",
+        "concurrent writes ({:?}): {} in {:.1} s, by status {statuses:?}",
+        sea_orm::ConnectionTrait::get_database_backend(app.db()),
         statuses.values().sum::<usize>(),
         started.elapsed().as_secs_f64()
     );
@@ -169,6 +170,32 @@ async fn concurrent_writes_never_fail(app: TestApp) {
             assert_eq!(status, 200, "url check {id}");
         }
     }
+    // Eight clients racing for one name: one is registered, the others told it is taken.
+    let racers: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.post(
+                    "/api/v1/hosts",
+                    json!({"name": "contested", "address": "127.0.0.1", "port": 1,
+                           "username": "u", "password": "p", "enabled": false}),
+                )
+                .await
+                .0
+                .as_u16()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for r in racers {
+        outcomes.push(r.await.unwrap());
+    }
+    outcomes.sort_unstable();
+    assert_eq!(
+        outcomes,
+        [201, 409, 409, 409, 409, 409, 409, 409],
+        "{outcomes:?}"
+    );
     // The polling went on: every polled host has stored polls from the window.
     for id in &polled {
         let (_, polls) = app.get(&format!("/api/v1/hosts/{id}/polls")).await;
