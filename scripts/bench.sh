@@ -23,8 +23,8 @@ echo "machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB memory,
 echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
 echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
-log "building (release)"
-cargo build --release --features bench --bin bench --bin fleetsim 2>&1 | tail -n 1 >&2
+log "building (profiling: release with line tables)"
+cargo build --profile profiling --features bench --bin bench --bin fleetsim 2>&1 | tail -n 1 >&2
 
 # A real sshd on a free loopback port, with a dedicated user whose shell is /bin/sh.
 work=$(mktemp -d /tmp/hostwatch-bench.XXXXXX)
@@ -62,7 +62,7 @@ CONF
 for _ in $(seq 50); do [ -f "$work/sshd.pid" ] && break; sleep 0.1; done
 
 echo
-./target/release/bench a --port "$port" --user hwbench --key "$work/id" --parallel 8 --seconds 20 --rounds 5
+./target/profiling/bench a --port "$port" --user hwbench --key "$work/id" --parallel 8 --seconds 20 --rounds 5
 long_window=$((seconds * 3 / 2))
 for n in $sizes; do
   echo
@@ -72,13 +72,13 @@ for n in $sizes; do
   if [ "$n" -ge 10000 ]; then window=$long_window; fi
   # An hour of past polls per host first: in an empty database the hosts of a start slot share
   # the pages of the per-host indexes, which flattered the CPU per poll by ~15 % at 10,000 hosts.
-  ./target/release/bench b --hosts "$n" --sim ./target/release/fleetsim --seconds "$window" --history-minutes 60
+  ./target/profiling/bench b --hosts "$n" --sim ./target/profiling/fleetsim --seconds "$window" --history-minutes 60
 done
 if [ "$quick" != "--quick" ]; then
   echo
   # The largest fleet once more as bare SSH connections: how much of B's memory and CPU per
   # host is the connection itself.
-  ./target/release/bench c --hosts 10000 --sim ./target/release/fleetsim --seconds "$long_window"
+  ./target/profiling/bench c --hosts 10000 --sim ./target/profiling/fleetsim --seconds "$long_window"
 fi
 echo
 echo "targets (2 cores): A >= 10x ssh and >= 0.5x local sh; B at 10,000 hosts >= 99.9 % on time,"
