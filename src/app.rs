@@ -67,9 +67,54 @@ pub fn ensure_data_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Opens storage: data directory, master key, database connection, migrations.
+/// Opens storage for `serve`: data directory (created on first start), master key, database
+/// connection, migrations.
 pub async fn open(storage: &StorageArgs) -> Result<(DatabaseConnection, SecretBox)> {
     ensure_data_dir(&storage.data_dir)?;
+    let opened = connect(storage).await?;
+    // Files made before the service set its umask may be readable by others.
+    if storage.database_url.is_none() {
+        for name in ["hostwatch.db", "hostwatch.db-wal", "hostwatch.db-shm"] {
+            crypto::restrict_to_owner(&storage.data_dir.join(name))?;
+        }
+    }
+    Ok(opened)
+}
+
+/// What `--data-dir` to pass, for messages about a data directory that is not there.
+fn data_dir_advice(storage: &StorageArgs) -> String {
+    format!(
+        "no hostwatch data directory at {} (`hostwatch serve` creates it on its first start): \
+         pass --data-dir or set HOSTWATCH_DATA_DIR to the one the service uses",
+        storage.data_dir.display()
+    )
+}
+
+/// Opens the storage of an existing data directory, for the commands other than `serve`:
+/// they refuse to create one (which would bring a new master key and an empty database the
+/// running service knows nothing of). With `need_database`, the default SQLite file must
+/// exist too.
+pub async fn open_existing(
+    storage: &StorageArgs,
+    need_database: bool,
+) -> Result<(DatabaseConnection, SecretBox)> {
+    if !storage.data_dir.is_dir() {
+        return Err(Error::Config(data_dir_advice(storage)));
+    }
+    // Its own directory, for the service's user only.
+    ensure_data_dir(&storage.data_dir)?;
+    let file = storage.data_dir.join("hostwatch.db");
+    if need_database && storage.database_url.is_none() && !file.exists() {
+        return Err(Error::Config(format!(
+            "no database at {}: {}",
+            file.display(),
+            data_dir_advice(storage)
+        )));
+    }
+    connect(storage).await
+}
+
+async fn connect(storage: &StorageArgs) -> Result<(DatabaseConnection, SecretBox)> {
     let secrets = SecretBox::load(storage.master_key.as_deref(), &storage.data_dir)?;
     let db = store::connect(&storage.database_url()).await?;
     store::migrate(&db).await?;
@@ -107,6 +152,8 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     pub connections: server::Limits,
     pub requests: RequestLimits,
+    /// Log every request at info.
+    pub access_log: bool,
 }
 
 /// Starts the HTTP server; it stops gracefully when `stop` is cancelled.
@@ -121,7 +168,7 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("reading the listening address", e))?;
-    let app = api::app_with(state, http.requests);
+    let app = api::app_with(state, http.requests, http.access_log);
     let task = tokio::spawn(server::serve(listener, app, http.connections, stop));
     Ok(Running { addr, task })
 }
@@ -188,6 +235,7 @@ async fn run(services: &Services, args: &ServeArgs) -> Result<()> {
             max_body: args.max_body,
             body_timeout: args.body_timeout,
         },
+        access_log: args.access_log,
     };
     let running = start(http, services.clone(), stop.clone()).await?;
     tracing::info!(addr = %running.addr, "listening; Swagger UI at http://{}/docs", running.addr);

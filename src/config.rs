@@ -11,14 +11,31 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "hostwatch", version, about)]
 pub struct Cli {
+    /// How log lines are written: `text` for people, `json` (one object a line) for log
+    /// shippers.
+    #[arg(
+        long,
+        global = true,
+        env = "HOSTWATCH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the service: REST API, Swagger UI and (in later versions) the pollers.
+    /// Run the service: the pollers, the REST API and Swagger UI.
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(StorageArgs),
@@ -27,8 +44,8 @@ pub enum Command {
     /// Run the probe on this machine and print the parsed snapshot as JSON: what a host will
     /// report once it is registered.
     Probe {
-        /// Run here rather than over SSH (the only mode for now).
-        #[arg(long, required = true)]
+        /// Run here (the default, and the only mode; kept for older scripts).
+        #[arg(long, hide = true)]
         local: bool,
         /// Shell to run the probe with.
         #[arg(long, default_value = "sh")]
@@ -105,6 +122,9 @@ pub struct ServeArgs {
     /// keep-alive connection stays open.
     #[arg(long, env = "HOSTWATCH_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: std::time::Duration,
+    /// Log every HTTP request at info (they are logged at debug otherwise).
+    #[arg(long, env = "HOSTWATCH_ACCESS_LOG")]
+    pub access_log: bool,
     /// Failed polls in a row before a host's `host_unreachable` alert fires.
     #[arg(long, env = "HOSTWATCH_UNREACHABLE_AFTER", default_value_t = 3)]
     pub unreachable_after: u32,

@@ -10,6 +10,9 @@ use sea_orm::{DbErr, SqlErr};
 /// What went wrong, classified by who can fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The service is configured in a way it cannot run with; the message says what to change.
+    #[error("{0}")]
+    Config(String),
     /// The client sent something that cannot be read at all.
     #[error("{0}")]
     BadRequest(String),

@@ -18,6 +18,7 @@ pub mod config;
 pub mod crypto;
 pub mod delivery;
 pub mod error;
+pub mod logging;
 pub mod logs;
 pub mod poller;
 pub mod probe;

@@ -8,20 +8,21 @@ use hostwatch::{
     config::{Cli, Command, TokenCommand},
     store::tokens,
 };
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    hostwatch::logging::init(cli.log_format);
+    // Everything this process creates (the database, its WAL, keys, tokens) is for its owner
+    // only.
+    #[cfg(unix)]
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let result = match cli.command {
         Command::Serve(args) => app::serve(args).await,
-        Command::Migrate(storage) => app::open(&storage).await.map(|_| {
+        Command::Migrate(storage) => app::open_existing(&storage, false).await.map(|_| {
             tracing::info!("migrations applied");
         }),
         Command::Openapi => {
@@ -49,7 +50,7 @@ async fn main() -> ExitCode {
                     read_only,
                     storage,
                 },
-        } => match app::open(&storage).await {
+        } => match app::open_existing(&storage, true).await {
             Ok((db, _)) => tokens::create(&db, &name, read_only)
                 .await
                 .map(|token| println!("{token}")),

@@ -148,6 +148,7 @@ async fn migrate_creates_a_fresh_sqlite_database_and_is_idempotent() {
     use sea_orm::{ConnectionTrait, Statement};
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
     for _ in 0..2 {
         let out = Command::new(BIN)
             .args(["migrate", "--data-dir"])
@@ -253,6 +254,9 @@ fn serve_walkthrough_tokens_and_graceful_shutdown() {
     let server = Server::start(&data);
     let token_path = data.join("admin.token");
     assert_eq!(mode(&token_path), 0o600);
+    for file in ["hostwatch.db", "master.key"] {
+        assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+    }
     let admin = std::fs::read_to_string(&token_path)
         .unwrap()
         .trim()
@@ -354,6 +358,42 @@ fn serve_walkthrough_tokens_and_graceful_shutdown() {
     assert_eq!(status, 200);
     assert!(body.contains("db-1"));
     server.stop();
+}
+
+#[test]
+fn commands_other_than_serve_refuse_a_missing_data_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nowhere");
+    for args in [vec!["migrate"], vec!["token", "create", "--name", "x"]] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .arg("--data-dir")
+            .arg(&missing)
+            .env_remove("DATABASE_URL")
+            .env_remove("HOSTWATCH_DATA_DIR")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&missing.display().to_string()),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("--data-dir"), "{args:?}: {err}");
+        assert!(!missing.exists(), "{args:?} created the data dir");
+    }
+    // A data dir without a database: token create makes no new one either.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = Command::new(BIN)
+        .args(["token", "create", "--name", "x", "--data-dir"])
+        .arg(&empty)
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no database at"));
+    assert!(!empty.join("hostwatch.db").exists());
 }
 
 #[test]

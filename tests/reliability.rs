@@ -369,6 +369,7 @@ mod http_limits {
                 header_timeout: Duration::from_secs(1),
             },
             requests: RequestLimits::default(),
+            access_log: false,
         };
         let running = app::start(http, app.state.clone(), stop.clone())
             .await

@@ -164,7 +164,8 @@ impl From<Error> for Failure {
             Error::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             Error::ReadOnly => Self::new(StatusCode::FORBIDDEN, "forbidden", err.to_string()),
-            Error::Secret(_)
+            Error::Config(_)
+            | Error::Secret(_)
             | Error::StoredData { .. }
             | Error::Tls(_)
             | Error::Scheduler(_)

@@ -204,3 +204,25 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Resul
     }
     Ok(resp)
 }
+
+/// Logs every request: method, path, status and time taken; at info when `loud` (the
+/// `--access-log` flag), at debug otherwise.
+pub async fn access_log<E: Endpoint>(next: E, req: Request, loud: bool) -> poem::Result<Response> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let remote = req.remote_addr().to_string();
+    let resp = match next.call(req).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) => err.into_response(),
+    };
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let path = crate::logs::Untrusted(path);
+    if loud {
+        tracing::info!(%method, %path, status, ms, %remote, "request");
+    } else {
+        tracing::debug!(%method, %path, status, ms, %remote, "request");
+    }
+    Ok(resp)
+}

@@ -17,7 +17,7 @@ pub mod thresholds;
 pub mod url_checks;
 
 use chrono::{DateTime, Utc};
-use poem::{EndpointExt, IntoEndpoint, Route, endpoint::make_sync, middleware::Tracing};
+use poem::{EndpointExt, IntoEndpoint, Route, endpoint::make_sync};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use self::{
@@ -91,13 +91,13 @@ fn service_for_spec() -> OpenApiService<Apis, ()> {
 
 /// The whole HTTP app with the default request limits.
 pub fn app(state: Services) -> impl poem::Endpoint {
-    app_with(state, RequestLimits::default())
+    app_with(state, RequestLimits::default(), false)
 }
 
 /// The whole HTTP app: `/api/v1`, `/docs`, `/openapi.json`, `/healthz`, behind the request
 /// guard (writes authenticated before their body is read, bodies bounded in size and time),
 /// with JSON errors and the security headers on every response.
-pub fn app_with(state: Services, limits: RequestLimits) -> impl poem::Endpoint {
+pub fn app_with(state: Services, limits: RequestLimits, access_log: bool) -> impl poem::Endpoint {
     let api = service(state.clone());
     let docs = docs::endpoint(api.swagger_ui_html());
     let spec = api.spec();
@@ -124,7 +124,7 @@ pub fn app_with(state: Services, limits: RequestLimits) -> impl poem::Endpoint {
         .data(state)
         .around(error::json_errors)
         .around(guard::security_headers)
-        .with(Tracing)
+        .around(move |ep, req| guard::access_log(ep, req, access_log))
         .into_endpoint()
 }
 
