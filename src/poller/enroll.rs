@@ -166,6 +166,24 @@ pub(super) async fn enroll(
     run.finished_at = now_ms();
     run.duration_ms = started.elapsed().as_millis() as i64;
     let error = run.error.clone();
+    let name = crate::logs::Untrusted(&host.name);
+    match (&error, &facts) {
+        (None, Some(f)) => tracing::info!(
+            host_id,
+            host = %name,
+            os = %crate::logs::Untrusted(f.os_name.as_deref().unwrap_or("-")),
+            kernel = %crate::logs::Untrusted(f.kernel.as_deref().unwrap_or("-")),
+            provisioned = run.provisioned,
+            "host enrolled"
+        ),
+        (Some(e), _) => tracing::warn!(
+            host_id,
+            host = %name,
+            error = %crate::logs::Untrusted(e),
+            "enrollment failed"
+        ),
+        (None, None) => {}
+    }
     let previous_ok = enrollment::previous_ok(&link.db, host_id).await?;
     let stored = enrollment::insert(&link.db, run).await?;
     // Facts, status, login or key may have changed.

@@ -20,6 +20,7 @@ use crate::{
     },
     crypto::SecretBox,
     error::Error,
+    logs::Untrusted,
     ssh::{
         client::{self, Auth, HostKeyPolicy, SshError, Target},
         keys::{self, fingerprint},
@@ -215,6 +216,12 @@ impl Link {
         let host = &p.host;
         match err {
             PoolError::Ssh(SshError::HostKeyMismatch { presented, .. }) => {
+                tracing::warn!(
+                    host_id = host.id,
+                    host = %Untrusted(&host.name),
+                    error = %Untrusted(err),
+                    "host key changed; polls are refused until it is trusted again"
+                );
                 ssh_store::record_key(&self.db, host.id, &seen_key(presented), false).await?;
                 let (title, body) =
                     text::status::key_changed(&host.name, p.place(), host.id, &err.to_string());
@@ -228,6 +235,14 @@ impl Link {
                 .await
             }
             PoolError::Ssh(SshError::AuthFailed(reason)) => {
+                if host.status != HostStatus::AuthFailed {
+                    tracing::warn!(
+                        host_id = host.id,
+                        host = %Untrusted(&host.name),
+                        error = %Untrusted(err),
+                        "login refused"
+                    );
+                }
                 let (title, body) =
                     text::status::login_refused(&host.name, p.place(), host.id, reason);
                 self.enter_status(host, HostStatus::AuthFailed, err.to_string(), title, body)
@@ -236,6 +251,14 @@ impl Link {
             PoolError::Backoff(..) => Ok(()),
             _ => {
                 if !host.status.is_alerting() {
+                    if host.status != HostStatus::Unreachable {
+                        tracing::warn!(
+                            host_id = host.id,
+                            host = %Untrusted(&host.name),
+                            error = %Untrusted(err),
+                            "host unreachable"
+                        );
+                    }
                     ssh_store::set_status(
                         &self.db,
                         host.id,
@@ -295,7 +318,7 @@ impl Link {
     /// Writes a notification and tells the hub.
     pub async fn notify(&self, n: Notice) -> Result<(), Error> {
         let row = notifications::insert(&self.db, n).await?;
-        self.hub.published(row.id);
+        self.hub.publish(&row);
         Ok(())
     }
 

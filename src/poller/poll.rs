@@ -290,6 +290,12 @@ impl Poller {
             // The cached host row still says the old status.
             self.link.cache.invalidate(host_id);
             let host = &prepared.host;
+            tracing::info!(
+                host_id,
+                host = %crate::logs::Untrusted(&host.name),
+                was = %host.status,
+                "host answers again"
+            );
             self.link
                 .leave_status(
                     host,
@@ -341,7 +347,7 @@ fn refuse_parked(prepared: &Prepared) -> Result<(), PollError> {
 /// Tells the hub about notifications once committed.
 fn publish(hub: &NotificationHub, written: &[entity::notification::Model]) {
     for n in written {
-        hub.published(n.id);
+        hub.publish(n);
     }
 }
 

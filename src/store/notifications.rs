@@ -3,7 +3,10 @@
 //! Ids only grow, so `after_id` is a stable cursor: a client that keeps the `next_after_id` of
 //! its last page sees every notification exactly once, oldest first.
 
-use entity::{notification, types::Level};
+use entity::{
+    notification,
+    types::{Level, NotificationState},
+};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -36,6 +39,37 @@ impl NotificationHub {
     pub fn published(&self, id: i64) {
         self.latest
             .send_modify(|latest| *latest = (*latest).max(id));
+    }
+
+    /// Announces a committed notification: logs it (the service's log names every alert that
+    /// fires, changes or resolves) and wakes the long-polls.
+    pub fn publish(&self, n: &notification::Model) {
+        use crate::logs::Untrusted;
+        let event = n.event.map_or("-", |e| e.as_str());
+        let title = Untrusted(&n.title);
+        let loud = n.level == Level::Critical && n.state == NotificationState::Firing;
+        if loud {
+            tracing::warn!(
+                notification_id = n.id,
+                host_id = n.host_id,
+                url_check_id = n.url_check_id,
+                kind = %n.kind,
+                level = %n.level,
+                event,
+                "alert: {title}"
+            );
+        } else {
+            tracing::info!(
+                notification_id = n.id,
+                host_id = n.host_id,
+                url_check_id = n.url_check_id,
+                kind = %n.kind,
+                level = %n.level,
+                event,
+                "alert: {title}"
+            );
+        }
+        self.published(n.id);
     }
 
     /// A receiver that wakes on each [`NotificationHub::published`].

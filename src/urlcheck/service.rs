@@ -77,7 +77,7 @@ impl UrlCheckService {
         let written = alerts::apply(&txn, changes, checked_at).await?;
         txn.commit().await?;
         for n in written {
-            self.hub.published(n.id);
+            self.hub.publish(&n);
         }
         Ok(row)
     }
