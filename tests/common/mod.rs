@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod service;
 pub mod sshd;
 
 use entity::types::{AlertKind, Event, Level};
