@@ -1,19 +1,28 @@
 //! The `serve` command and what other commands share: data directory, master key, database,
 //! first admin token, and the HTTP server, which stops with the service on SIGINT/SIGTERM.
 
-use std::{net::SocketAddr, path::Path};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use sea_orm::DatabaseConnection;
 
+use entity::types::Role;
+
 use crate::{
+    accounts,
     api::{self, RequestLimits},
+    cluster::{self, DataDirLock, LeaseTiming, Mode},
     config::{ServeArgs, StorageArgs},
     crypto::{self, SecretBox},
+    delivery::worker::DeliverySettings,
     error::{Error, Result},
     poller::PollerSettings,
     server,
-    services::Services,
-    store::{self, tokens},
+    services::{Services, WorkerSettings},
+    store::{
+        self,
+        cluster::{Fence, NodeInfo},
+        tokens, users,
+    },
 };
 
 /// Raises the open-file limit as far as allowed: every monitored host holds a connection.
@@ -121,9 +130,26 @@ async fn connect(storage: &StorageArgs) -> Result<(DatabaseConnection, SecretBox
     Ok((db, secrets))
 }
 
-/// On first start (no token at all), creates the admin token and writes it to
-/// `<data-dir>/admin.token` (0600). The log gets the path, never the token.
-pub async fn ensure_admin_token(db: &DatabaseConnection, data_dir: &Path) -> Result<()> {
+/// On first start (no user at all), creates user `admin` with a random password written to
+/// `<data-dir>/admin.password` (0600), gives it the tokens made before accounts, and — when
+/// there is no token at all — creates the admin token in `<data-dir>/admin.token` (0600). The
+/// log gets the paths, never the secrets.
+pub async fn ensure_admin(db: &DatabaseConnection, data_dir: &Path) -> Result<()> {
+    let admin = match users::find_by_name(db, "admin").await? {
+        Some(admin) => Some(admin),
+        None if !users::any(db).await? => create_admin_user(db, data_dir).await?,
+        None => None,
+    };
+    let Some(admin) = admin else {
+        return Ok(());
+    };
+    let adopted = tokens::adopt_orphans(db, admin.id).await?;
+    if adopted > 0 {
+        tracing::info!(
+            tokens = adopted,
+            "tokens from before accounts now belong to admin"
+        );
+    }
     if tokens::any(db).await? {
         return Ok(());
     }
@@ -134,10 +160,50 @@ pub async fn ensure_admin_token(db: &DatabaseConnection, data_dir: &Path) -> Res
             path.display()
         )));
     }
-    let token = zeroize::Zeroizing::new(tokens::create(db, "admin", false).await?);
+    let (token, _) = tokens::create(
+        db,
+        tokens::NewToken {
+            user_id: admin.id,
+            name: "admin",
+            role: Role::Admin,
+        },
+    )
+    .await?;
+    let token = zeroize::Zeroizing::new(token);
     crypto::write_private_file(&path, format!("{}\n", token.as_str()).as_bytes())?;
     tracing::info!(path = %path.display(), "created the admin API token; read it from this file");
     Ok(())
+}
+
+/// The first user; `None` when another node created it meanwhile.
+async fn create_admin_user(
+    db: &DatabaseConnection,
+    data_dir: &Path,
+) -> Result<Option<entity::user::Model>> {
+    let path = data_dir.join("admin.password");
+    if path.exists() {
+        return Err(Error::Conflict(format!(
+            "{} exists but the database has no users: move it away to get a new admin password",
+            path.display()
+        )));
+    }
+    let password = accounts::generate_password();
+    let new = users::NewUser {
+        username: "admin".into(),
+        password_hash: accounts::hash_password(&password)?,
+        role: Role::Admin,
+    };
+    let user = match users::create(db, new).await {
+        Ok(user) => user,
+        Err(Error::Conflict(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    crypto::write_private_file(&path, format!("{}\n", password.as_str()).as_bytes())?;
+    tracing::info!(
+        path = %path.display(),
+        "created user admin; its password is in this file (change it with `hostwatch user passwd admin`)"
+    );
+    Ok(Some(user))
 }
 
 /// A running server: its address and the task that serves until shutdown.
@@ -147,13 +213,22 @@ pub struct Running {
 }
 
 /// Where and how the HTTP server listens.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
     pub connections: server::Limits,
     pub requests: RequestLimits,
     /// Log every request at info.
     pub access_log: bool,
+    /// Serve HTTPS with this.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Binds `addr`.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("listening on {addr}"), e))
 }
 
 /// Starts the HTTP server; it stops gracefully when `stop` is cancelled.
@@ -162,14 +237,28 @@ pub async fn start(
     state: Services,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<Running> {
-    let listener = tokio::net::TcpListener::bind(http.listen)
-        .await
-        .map_err(|e| Error::io(format!("listening on {}", http.listen), e))?;
+    let listener = bind(http.listen).await?;
+    start_on(listener, http, state, stop)
+}
+
+/// Starts the HTTP server on a bound listener.
+pub fn start_on(
+    listener: tokio::net::TcpListener,
+    http: HttpSettings,
+    state: Services,
+    stop: tokio_util::sync::CancellationToken,
+) -> Result<Running> {
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("reading the listening address", e))?;
     let app = api::app_with(state, http.requests, http.access_log);
-    let task = tokio::spawn(server::serve(listener, app, http.connections, stop));
+    let task = tokio::spawn(server::serve(
+        listener,
+        app,
+        http.connections,
+        http.tls,
+        stop,
+    ));
     Ok(Running { addr, task })
 }
 
@@ -196,37 +285,145 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// `hostwatch serve`.
+/// A database URL fit for a log line: no password.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Connects to the database, saying in one line why not: a server that refuses or does not
+/// answer is named with the reason (the pool itself would only say it timed out).
+async fn connect_database(
+    url: &str,
+    idle_in_transaction: Option<Duration>,
+) -> Result<DatabaseConnection> {
+    let fail = |why: String| {
+        Error::Config(format!(
+            "the database at {} does not answer: {why}",
+            redacted(url)
+        ))
+    };
+    if let Ok(parsed) = url::Url::parse(url)
+        && matches!(parsed.scheme(), "postgres" | "postgresql")
+        // A Unix socket (`?host=/run/postgresql`) is left to the driver.
+        && !parsed.query_pairs().any(|(k, _)| k == "host")
+        && let Some(host) = parsed.host_str().filter(|h| !h.is_empty())
+    {
+        let host = host.to_owned();
+        let port = parsed.port().unwrap_or(5432);
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(fail(format!("{host}:{port}: {e}"))),
+            Err(_) => return Err(fail(format!("{host}:{port}: no answer within 10 s"))),
+        }
+    }
+    store::connect_with(url, idle_in_transaction)
+        .await
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// This machine's name, for the node's id.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// `hostwatch serve`. Everything that can be wrong with the configuration is found before
+/// anything starts: the listener is bound first (a port in use stops it here), then the TLS
+/// files are read, the SQLite file is locked (or PostgreSQL answers), the migrations run, and
+/// only then do the workers start.
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let files = raise_fd_limit(65_536);
-    tracing::info!(open_files = files, "open-file limit");
-    let (db, secrets) = open(&args.storage).await?;
+    let listener = bind(args.listen).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the listening address", e))?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let sqlite = args.storage.sqlite_file();
+    let mode = match sqlite {
+        Some(_) => Mode::Sole,
+        None => Mode::Lease(LeaseTiming::new(args.lease_period, args.poll_timeout)?),
+    };
+    ensure_data_dir(&args.storage.data_dir)?;
+    // Held until the process ends.
+    let _lock = match &sqlite {
+        Some(file) => Some(DataDirLock::take(&lock_path(file))?),
+        None => None,
+    };
+    let url = args.storage.database_url();
+    let idle = match mode {
+        Mode::Sole => None,
+        Mode::Lease(t) => Some(t.ttl / 2),
+    };
+    let db = connect_database(&url, idle).await?;
+    let secrets = SecretBox::load(args.storage.master_key.as_deref(), &args.storage.data_dir)?;
+    store::cluster::migrate_exclusively(&db).await?;
+    if sqlite.is_some() && args.storage.database_url.is_none() {
+        for name in ["hostwatch.db", "hostwatch.db-wal", "hostwatch.db-shm"] {
+            crypto::restrict_to_owner(&args.storage.data_dir.join(name))?;
+        }
+    }
     tracing::info!(
         backend = store::backend_name(&db),
         data_dir = %args.storage.data_dir.display(),
+        open_files = files,
         "database ready"
     );
-    ensure_admin_token(&db, &args.storage.data_dir).await?;
+    ensure_admin(&db, &args.storage.data_dir).await?;
+    let node = NodeInfo {
+        node_id: format!("{}:{}", hostname(), addr.port()),
+        hostname: hostname(),
+        pid: std::process::id(),
+        listen: addr.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: store::now_ms(),
+    };
+    let fence = match mode {
+        Mode::Sole => Fence::sole(),
+        Mode::Lease(_) => Fence::leased(&node.node_id),
+    };
     let settings = PollerSettings {
         poll_timeout: args.poll_timeout,
         unreachable_after: args.unreachable_after,
         ..Default::default()
     };
-    let services = Services::start(db, secrets, settings);
-    // Whatever ends the service (a signal, a failure to start), it shuts down in order.
-    let served = run(&services, &args).await;
-    services.shutdown().await?;
-    served
-}
-
-/// The workers and the HTTP server, until a signal or the server's end.
-async fn run(services: &Services, args: &ServeArgs) -> Result<()> {
-    services.run_scheduler(args.max_concurrent_polls).await?;
-    services.run_delivery();
-    services.run_retention(args.retention);
-    let stop = services.stop_token();
+    let services =
+        Services::start_fenced(db, secrets, settings, DeliverySettings::default(), fence);
+    let lease_period = match mode {
+        Mode::Sole => None,
+        Mode::Lease(t) => Some(t.period),
+    };
+    services.set_node(node.clone(), lease_period);
+    let workers = WorkerSettings {
+        max_concurrent_polls: args.max_concurrent_polls,
+        retention: args.retention,
+        follow_every: Duration::from_secs(1),
+    };
+    let role = tokio::spawn(cluster::run_role(
+        services.clone(),
+        node.clone(),
+        mode,
+        workers,
+        services.stop_token(),
+    ));
     let http = HttpSettings {
-        listen: args.listen,
+        listen: addr,
         connections: server::Limits {
             max_connections: args.max_connections,
             header_timeout: args.header_timeout,
@@ -236,17 +433,55 @@ async fn run(services: &Services, args: &ServeArgs) -> Result<()> {
             body_timeout: args.body_timeout,
         },
         access_log: args.access_log,
+        tls,
     };
-    let running = start(http, services.clone(), stop.clone()).await?;
-    tracing::info!(addr = %running.addr, "listening; Swagger UI at http://{}/docs", running.addr);
+    let scheme = if http.tls.is_some() { "https" } else { "http" };
+    // Whatever ends the service (a signal, a failure), it shuts down in order.
+    let served = run(&services, listener, http, role).await;
+    services.shutdown().await?;
+    tracing::info!(addr = %addr, scheme, "stopped");
+    served
+}
+
+/// The lock file of a SQLite database: next to it.
+fn lock_path(db_file: &Path) -> std::path::PathBuf {
+    let mut name = db_file.as_os_str().to_owned();
+    name.push(".lock");
+    name.into()
+}
+
+/// The HTTP server and the node's role loop, until a signal, the server's end or the role
+/// loop's failure.
+async fn run(
+    services: &Services,
+    listener: tokio::net::TcpListener,
+    http: HttpSettings,
+    mut role: tokio::task::JoinHandle<Result<()>>,
+) -> Result<()> {
+    let stop = services.stop_token();
+    let scheme = if http.tls.is_some() { "https" } else { "http" };
+    let running = start_on(listener, http, services.clone(), stop.clone())?;
+    tracing::info!(
+        addr = %running.addr,
+        "listening; Swagger UI at {scheme}://{}/docs",
+        running.addr
+    );
+    let mut role_ended = None;
     tokio::select! {
         () = shutdown_signal() => {}
         () = stop.cancelled() => {}
+        ended = &mut role => role_ended = Some(ended),
     }
     stop.cancel();
+    let role_result = match role_ended {
+        Some(ended) => ended,
+        None => role.await,
+    }
+    .map_err(|e| Error::Internal(format!("the node's role task failed: {e}")))?;
     running
         .task
         .await
         .map_err(|e| Error::Internal(format!("the HTTP server task failed: {e}")))?
-        .map_err(|e| Error::io("serving", e))
+        .map_err(|e| Error::io("serving", e))?;
+    role_result
 }

@@ -6,6 +6,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use entity::types::Role;
 
 /// hostwatch: agentless SSH monitoring for Linux fleets.
 #[derive(Debug, Parser)]
@@ -56,6 +57,16 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage users: `create`, `list`, `passwd`, `delete`.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+/// Reads a role: `admin`, `operator` or `viewer`.
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| format!("{text:?} is not a role: admin, operator or viewer"))
 }
 
 /// Token subcommands.
@@ -66,9 +77,66 @@ pub enum TokenCommand {
         /// A name that says who or what uses the token.
         #[arg(long)]
         name: String,
-        /// The token may read but not change anything (writes get 403).
+        /// The user it belongs to.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// What it may do (at most the user's role; defaults to it).
+        #[arg(long, value_parser = parse_role, conflicts_with = "read_only")]
+        role: Option<Role>,
+        /// The same as `--role viewer`.
         #[arg(long)]
         read_only: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Revoke a token by id: refused from its next request on.
+    Revoke {
+        id: i64,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+/// User subcommands. A password is read from stdin with `--password-stdin`; otherwise a random
+/// one is made and printed once.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user.
+    Create {
+        username: String,
+        #[arg(long, value_parser = parse_role, default_value = "viewer")]
+        role: Role,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Set a user's password (its sessions end).
+    Passwd {
+        username: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Delete a user with its tokens and sessions (not the last admin).
+    Delete {
+        username: String,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -95,11 +163,11 @@ pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, env = "HOSTWATCH_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Deadline of one poll (dial, login, probe, read), e.g. `30s`.
+    /// Deadline of one poll (dial, login, probe, read), e.g. `10s`.
     #[arg(
         long,
         env = "HOSTWATCH_POLL_TIMEOUT",
-        default_value = "30s",
+        default_value = "10s",
         value_parser = parse_duration
     )]
     pub poll_timeout: std::time::Duration,
@@ -125,6 +193,16 @@ pub struct ServeArgs {
     /// Log every HTTP request at info (they are logged at debug otherwise).
     #[arg(long, env = "HOSTWATCH_ACCESS_LOG")]
     pub access_log: bool,
+    /// On PostgreSQL, the longest the fleet goes unpolled when the polling node dies: a
+    /// standby takes the lease over within this period. Must be longer than `--poll-timeout`.
+    #[arg(long, env = "HOSTWATCH_LEASE_PERIOD", default_value = "15s", value_parser = parse_duration)]
+    pub lease_period: std::time::Duration,
+    /// PEM certificate chain: serve the API over HTTPS (with `--tls-key`).
+    #[arg(long, env = "HOSTWATCH_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "HOSTWATCH_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Failed polls in a row before a host's `host_unreachable` alert fires.
     #[arg(long, env = "HOSTWATCH_UNREACHABLE_AFTER", default_value_t = 3)]
     pub unreachable_after: u32,
@@ -139,6 +217,19 @@ impl StorageArgs {
             data_dir: data_dir.into(),
             database_url: None,
             master_key: None,
+        }
+    }
+
+    /// The SQLite file in use, when the database is SQLite.
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        match &self.database_url {
+            None => Some(self.data_dir.join("hostwatch.db")),
+            Some(url) => {
+                let rest = url.strip_prefix("sqlite:")?;
+                let path = rest.trim_start_matches("//");
+                let path = path.split('?').next().unwrap_or(path);
+                (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+            }
         }
     }
 

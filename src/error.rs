@@ -25,9 +25,12 @@ pub enum Error {
     /// The request conflicts with what exists (a duplicate name).
     #[error("{0}")]
     Conflict(String),
-    /// The token may read but not write.
-    #[error("this token is read-only")]
-    ReadOnly,
+    /// The credentials given are wrong (a login).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The principal's role does not allow this; the message says which role it needs.
+    #[error("{0}")]
+    Forbidden(String),
     /// A secret could not be sealed or opened: a wrong or unusable master key, a value sealed
     /// by another key or for another purpose, a key that cannot be generated or decoded.
     #[error("secret store: {0}")]
@@ -44,6 +47,9 @@ pub enum Error {
     /// The probe run on this machine (`hostwatch probe`) failed.
     #[error("probe: {0}")]
     Probe(String),
+    /// Leader-only work was refused: another node holds the lease (or this node's expired).
+    #[error("this node does not hold the lease: another node polls, checks and delivers now")]
+    NotLeader,
     /// Something hostwatch relies on did not hold (a bug, or a task that stopped).
     #[error("internal: {0}")]
     Internal(String),

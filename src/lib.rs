@@ -7,13 +7,17 @@
 //! `alerts` evaluator decides; `delivery` sends the notifications over each `channel`;
 //! `urlcheck` checks URLs. `registry` is the one place that changes hosts and checks;
 //! `services` builds every part once and owns their shutdown; `api` serves it all over HTTP
-//! and `app` runs it as the `serve` command. Pure modules (`probe`, `alerts`, `channel`) import
+//! and `app` runs it as the `serve` command, whose `cluster` loop decides whether this node
+//! polls (it holds the SQLite lock or the PostgreSQL lease) or stands by. Pure modules (`probe`, `alerts`, `channel`) import
 //! no I/O: `tests/architecture.rs` keeps that, and the absence of import cycles, true.
 
+pub mod accounts;
 pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod channel;
+pub mod cluster;
+pub mod commands;
 pub mod config;
 pub mod crypto;
 pub mod delivery;

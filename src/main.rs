@@ -1,12 +1,11 @@
-//! The `hostwatch` command: `serve`, `migrate`, `openapi`, `token create`.
+//! The `hostwatch` command: `serve`, `migrate`, `openapi`, `probe`, `user …`, `token …`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use hostwatch::{
-    api, app,
-    config::{Cli, Command, TokenCommand},
-    store::tokens,
+    api, app, commands,
+    config::{Cli, Command},
 };
 
 #[tokio::main]
@@ -43,19 +42,8 @@ async fn main() -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        Command::Token {
-            command:
-                TokenCommand::Create {
-                    name,
-                    read_only,
-                    storage,
-                },
-        } => match app::open_existing(&storage, true).await {
-            Ok((db, _)) => tokens::create(&db, &name, read_only)
-                .await
-                .map(|token| println!("{token}")),
-            Err(e) => Err(e),
-        },
+        Command::Token { command } => commands::token(command).await,
+        Command::User { command } => commands::user(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

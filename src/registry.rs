@@ -2,10 +2,14 @@
 //! credentials, labels, thresholds or host key — and every change of a URL check — goes through
 //! here, which also drops what the poller has cached about the host and brings its scheduled
 //! job in line. No caller has to remember either, or the order they go in.
+//!
+//! When several nodes share a database, each change is also written to the change log: the
+//! leader follows the changes made through other nodes' APIs ([`Registry::follow`]) the same
+//! way it applies its own.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 
-use entity::{enrollment_run, host_key, threshold, url_check};
+use entity::{config_change, enrollment_run, host_key, threshold, types::ChangeKind, url_check};
 use sea_orm::DatabaseConnection;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -15,11 +19,20 @@ use crate::{
     poller::{PollError, Poller},
     scheduler::{JobKey, PollScheduler},
     store::{
+        cluster,
         hosts::{self, HostChanges, HostView, NewHost},
         thresholds::{self, Owner, ThresholdSettings},
         url_checks::{self, UrlCheckSettings},
     },
 };
+
+/// A host after an update.
+#[derive(Debug)]
+pub struct Updated {
+    pub view: HostView,
+    /// Its connection was dropped and it is polled again at once with the new settings.
+    pub redialled: bool,
+}
 
 /// Changes hosts and URL checks, keeping the poller's cache and the schedule in line.
 #[derive(Debug)]
@@ -27,8 +40,9 @@ pub struct Registry {
     db: DatabaseConnection,
     secrets: Arc<SecretBox>,
     poller: Arc<Poller>,
-    /// Present once hosts are polled on their schedules (`serve`); absent in API-only uses.
-    scheduler: OnceLock<Arc<PollScheduler>>,
+    /// Present while hosts are polled on their schedules (`serve`, on the leader); absent in
+    /// API-only uses and on a standby.
+    scheduler: RwLock<Option<Arc<PollScheduler>>>,
     /// Where background work (an enrollment after registration) is spawned, and when it
     /// stops.
     tasks: TaskTracker,
@@ -47,7 +61,7 @@ impl Registry {
             db,
             secrets,
             poller,
-            scheduler: OnceLock::new(),
+            scheduler: RwLock::new(None),
             tasks,
             stop,
         }
@@ -55,14 +69,66 @@ impl Registry {
 
     /// From now on, changes reach `scheduler` too.
     pub(crate) fn attach_scheduler(&self, scheduler: Arc<PollScheduler>) {
-        if self.scheduler.set(scheduler).is_err() {
-            tracing::warn!("a scheduler was already attached; the second is ignored");
+        *self.scheduler.write().expect("not poisoned") = Some(scheduler);
+    }
+
+    /// Changes stop reaching the scheduler (it is being shut down); returns it.
+    pub(crate) fn detach_scheduler(&self) -> Option<Arc<PollScheduler>> {
+        self.scheduler.write().expect("not poisoned").take()
+    }
+
+    /// The scheduler, while hosts are polled on their schedules.
+    pub fn scheduler(&self) -> Option<Arc<PollScheduler>> {
+        self.scheduler.read().expect("not poisoned").clone()
+    }
+
+    /// This node's id, when it shares its database with other nodes.
+    pub(crate) fn node_id(&self) -> Option<String> {
+        self.poller.fence().node_id().map(str::to_owned)
+    }
+
+    /// Writes a change to the log the leader follows, when there are other nodes (a failure is
+    /// logged: the change itself is committed, and the leader's next start reads it).
+    async fn note(&self, kind: ChangeKind, id: i64) {
+        let Some(node) = self.poller.fence().node_id() else {
+            return;
+        };
+        if let Err(e) = cluster::note_change(&self.db, node, kind, id).await {
+            tracing::error!(%kind, id, error = %e, "could not log a change for the other nodes");
         }
     }
 
-    /// The scheduler, once hosts are polled on their schedules.
-    pub fn scheduler(&self) -> Option<&Arc<PollScheduler>> {
-        self.scheduler.get()
+    /// Applies a change made through another node's API.
+    pub(crate) async fn follow(&self, change: &config_change::Model) {
+        let id = change.target_id;
+        match change.kind {
+            ChangeKind::HostCreated => {
+                self.poller.host_changed(id);
+                match hosts::find(&self.db, id).await {
+                    Ok(Some(host)) => self.start_new_host(host.id, host.enabled).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(host_id = id, error = %e, "could not read a new host")
+                    }
+                }
+            }
+            ChangeKind::Host => {
+                self.poller.host_changed(id);
+                self.sync(JobKey::Host(id)).await;
+            }
+            ChangeKind::HostRedial => {
+                self.poller.redial(id).await;
+                self.sync(JobKey::Host(id)).await;
+                if let Some(s) = self.scheduler() {
+                    s.run_now_if_scheduled(JobKey::Host(id)).await;
+                }
+            }
+            ChangeKind::HostDeleted => {
+                self.sync(JobKey::Host(id)).await;
+                self.poller.host_deleted(id).await;
+            }
+            ChangeKind::UrlCheck => self.sync(JobKey::UrlCheck(id)).await,
+        }
     }
 
     /// Brings a job in line with its row (a failure is logged: the row is changed either way,
@@ -81,9 +147,18 @@ impl Registry {
     /// login tried — until it is enabled.
     pub async fn create_host(&self, new: NewHost) -> Result<HostView> {
         let view = hosts::create(&self.db, &self.secrets, new).await?;
-        let host_id = view.host.id;
+        self.note(ChangeKind::HostCreated, view.host.id).await;
+        self.start_new_host(view.host.id, view.host.enabled).await;
+        Ok(view)
+    }
+
+    /// Schedules, enrolls and polls a new host — on the leader; a standby leaves that to it.
+    async fn start_new_host(&self, host_id: i64, enabled: bool) {
+        if !self.poller.fence().is_leader() {
+            return;
+        }
         match self.scheduler() {
-            Some(scheduler) if view.host.enabled => {
+            Some(scheduler) if enabled => {
                 self.sync(JobKey::Host(host_id)).await;
                 scheduler.run_now(JobKey::Host(host_id));
             }
@@ -104,21 +179,41 @@ impl Registry {
             }
             _ => {}
         }
-        Ok(view)
     }
 
-    /// Applies a partial update of a host. A status such as `auth_failed` stays until a poll
-    /// with the new settings proves otherwise.
-    pub async fn update_host(&self, id: i64, changes: HostChanges) -> Result<HostView> {
+    /// Applies a partial update of a host. When what it is dialled with changed (address,
+    /// port, login, credentials) its connection is dropped with the back-off of the old
+    /// settings and it is polled at once (on the leader; a standby's change reaches the leader
+    /// through the change log): `redialled` says so. A status such as `auth_failed` stays until
+    /// that poll proves otherwise.
+    pub async fn update_host(&self, id: i64, changes: HostChanges) -> Result<Updated> {
+        let redial = changes.address.is_some()
+            || changes.port.is_some()
+            || changes.username.is_some()
+            || changes.credential.is_some();
         let view = hosts::update(&self.db, &self.secrets, id, changes).await?;
         self.poller.host_changed(id);
         self.sync(JobKey::Host(id)).await;
-        Ok(view)
+        let kind = if redial {
+            ChangeKind::HostRedial
+        } else {
+            ChangeKind::Host
+        };
+        self.note(kind, id).await;
+        if redial && self.poller.fence().is_leader() {
+            self.poller.redial(id).await;
+            if let Some(s) = self.scheduler() {
+                s.run_now_if_scheduled(JobKey::Host(id)).await;
+            }
+        }
+        let redialled = redial && view.host.enabled;
+        Ok(Updated { view, redialled })
     }
 
     /// Deletes a host with everything recorded about it, its job and its connection.
     pub async fn delete_host(&self, id: i64) -> Result<()> {
         hosts::delete(&self.db, id).await?;
+        self.note(ChangeKind::HostDeleted, id).await;
         self.sync(JobKey::Host(id)).await;
         self.poller.host_deleted(id).await;
         Ok(())
@@ -134,6 +229,7 @@ impl Registry {
         let row = thresholds::put(&self.db, owner, metric, settings).await?;
         if let Owner::Host(id) = owner {
             self.poller.host_changed(id);
+            self.note(ChangeKind::Host, id).await;
         }
         Ok(row)
     }
@@ -142,6 +238,7 @@ impl Registry {
     pub async fn trust_host_key(&self, id: i64) -> Result<host_key::Model, PollError> {
         let key = self.poller.trust_host_key(id).await?;
         self.poller.host_changed(id);
+        self.note(ChangeKind::Host, id).await;
         self.sync(JobKey::Host(id)).await;
         Ok(key)
     }
@@ -154,6 +251,7 @@ impl Registry {
     /// Creates a URL check and schedules it.
     pub async fn create_url_check(&self, settings: UrlCheckSettings) -> Result<url_check::Model> {
         let row = url_checks::create(&self.db, settings).await?;
+        self.note(ChangeKind::UrlCheck, row.id).await;
         self.sync(JobKey::UrlCheck(row.id)).await;
         Ok(row)
     }
@@ -165,6 +263,7 @@ impl Registry {
         settings: UrlCheckSettings,
     ) -> Result<url_check::Model> {
         let row = url_checks::update(&self.db, id, settings).await?;
+        self.note(ChangeKind::UrlCheck, id).await;
         self.sync(JobKey::UrlCheck(id)).await;
         Ok(row)
     }
@@ -172,6 +271,7 @@ impl Registry {
     /// Deletes a URL check with its results and its job.
     pub async fn delete_url_check(&self, id: i64) -> Result<()> {
         url_checks::delete(&self.db, id).await?;
+        self.note(ChangeKind::UrlCheck, id).await;
         self.sync(JobKey::UrlCheck(id)).await;
         Ok(())
     }

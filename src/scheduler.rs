@@ -85,6 +85,23 @@ pub fn start_offset(host_id: i64, period: Duration) -> Duration {
     window * slot as u32 / START_SLOTS
 }
 
+/// When the job of `key` on `schedule` next starts after `now`: the schedule's tick plus the
+/// job's start offset (which is why a host on `19 * * * * *` may poll at :25).
+pub fn next_start(
+    schedule: &str,
+    key: JobKey,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let cron = parser().parse(schedule).ok()?;
+    let offset = period(schedule).map_or(Duration::ZERO, |p| start_offset(key.id(), p));
+    let offset = chrono::Duration::from_std(offset).ok()?;
+    use chrono::SubsecRound;
+    let tick = cron
+        .find_next_occurrence(&(now - offset).trunc_subsecs(0), false)
+        .ok()?;
+    Some(tick + offset)
+}
+
 /// The default schedule, every 60 s, at a second of the minute derived from `seed` (the name),
 /// so that a fleet registered with defaults does not fire in the same second.
 pub fn default_schedule(seed: &str) -> String {
@@ -108,7 +125,7 @@ pub enum JobKey {
 }
 
 impl JobKey {
-    fn id(self) -> i64 {
+    pub fn id(self) -> i64 {
         match self {
             Self::Host(id) | Self::UrlCheck(id) => id,
         }
@@ -322,6 +339,13 @@ impl PollScheduler {
         self.tick(key, true);
     }
 
+    /// Runs a job now if it is scheduled (an enabled host or check).
+    pub async fn run_now_if_scheduled(&self, key: JobKey) {
+        if self.jobs.lock().await.schedule_of.contains_key(&key) {
+            self.tick(key, true);
+        }
+    }
+
     /// How many jobs are scheduled.
     pub async fn scheduled(&self) -> usize {
         self.jobs.lock().await.schedule_of.len()
@@ -410,6 +434,34 @@ async fn record_overrun(db: DatabaseConnection, host_id: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_start_is_the_tick_plus_the_hosts_offset() {
+        use chrono::TimeZone;
+        let key = JobKey::Host(7);
+        let offset = start_offset(7, Duration::from_secs(60));
+        let offset = chrono::Duration::from_std(offset).unwrap();
+        let now = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 5).unwrap();
+        let tick = chrono::Utc
+            .with_ymd_and_hms(2026, 12, 1, 10, 0, 19)
+            .unwrap();
+        assert_eq!(next_start("19 * * * * *", key, now), Some(tick + offset));
+        // Between the tick and its offset the poll of this minute is still to come.
+        let between = tick + offset / 2;
+        if offset > chrono::Duration::zero() {
+            assert_eq!(
+                next_start("19 * * * * *", key, between),
+                Some(tick + offset)
+            );
+        }
+        // After it, the next minute's.
+        let after = tick + offset + chrono::Duration::seconds(1);
+        assert_eq!(
+            next_start("19 * * * * *", key, after),
+            Some(tick + chrono::Duration::minutes(1) + offset)
+        );
+        assert_eq!(next_start("bogus", key, now), None);
+    }
 
     #[test]
     fn periods_and_offsets() {

@@ -9,6 +9,9 @@
 //! - On shutdown it stops accepting, lets the requests in flight finish (at most
 //!   [`GRACE`]), and closes the rest.
 //!
+//! - With a certificate it speaks HTTPS (rustls); the handshake must end within the header
+//!   deadline.
+//!
 //! Refusals are logged, at most once per ten seconds with the count of the others.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
@@ -63,18 +66,75 @@ fn busy_response() -> Vec<u8> {
     .into_bytes()
 }
 
-/// Serves `endpoint` on `listener` until `stop` is cancelled, then shuts down gracefully.
+/// One accepted connection and what serving it needs.
+struct Connection {
+    endpoint: Arc<poem::endpoint::BoxEndpoint<'static, poem::Response>>,
+    builder: http1::Builder,
+    local: SocketAddr,
+    remote: SocketAddr,
+    closing: CancellationToken,
+}
+
+impl Connection {
+    /// Serves requests on `stream` until the client closes it or shutdown ends it.
+    async fn serve<S>(self, stream: S, scheme: poem::http::uri::Scheme)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            endpoint,
+            builder,
+            local,
+            remote,
+            closing,
+        } = self;
+        let service = hyper::service::service_fn(move |req: poem::http::Request<Incoming>| {
+            let endpoint = endpoint.clone();
+            let scheme = scheme.clone();
+            async move {
+                let req = poem::Request::from((
+                    req,
+                    LocalAddr(local.into()),
+                    RemoteAddr(remote.into()),
+                    scheme,
+                ));
+                let resp: poem::http::Response<ResponseBody> =
+                    endpoint.get_response(req).await.into();
+                Ok::<_, Infallible>(resp)
+            }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        tokio::pin!(conn);
+        let ended = tokio::select! {
+            ended = conn.as_mut() => ended,
+            () = closing.cancelled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = ended {
+            log_connection_error(remote, &e);
+        }
+    }
+}
+
+/// Serves `endpoint` on `listener` (over TLS with `tls`) until `stop` is cancelled, then shuts
+/// down gracefully.
 pub async fn serve<E>(
     listener: TcpListener,
     endpoint: E,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: CancellationToken,
 ) -> std::io::Result<()>
 where
     E: Endpoint + 'static,
 {
     let local = listener.local_addr()?;
-    let endpoint = Arc::new(endpoint.map_to_response().boxed());
+    let endpoint: Arc<poem::endpoint::BoxEndpoint<'static, poem::Response>> =
+        Arc::new(endpoint.map_to_response().boxed());
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Cancelled once accepting stops: each connection then finishes its request in flight.
     let closing = CancellationToken::new();
@@ -117,39 +177,35 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let endpoint = endpoint.clone();
-        let service = hyper::service::service_fn(move |req: poem::http::Request<Incoming>| {
-            let endpoint = endpoint.clone();
-            async move {
-                let req = poem::Request::from((
-                    req,
-                    LocalAddr(local.into()),
-                    RemoteAddr(remote.into()),
-                    poem::http::uri::Scheme::HTTP,
-                ));
-                let resp: poem::http::Response<ResponseBody> =
-                    endpoint.get_response(req).await.into();
-                Ok::<_, Infallible>(resp)
+        let conn = Connection {
+            endpoint: endpoint.clone(),
+            builder: builder.clone(),
+            local,
+            remote,
+            closing: closing.clone(),
+        };
+        match &tls {
+            None => {
+                connections.spawn(async move {
+                    conn.serve(stream, poem::http::uri::Scheme::HTTP).await;
+                    drop(permit);
+                });
             }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let closing = closing.clone();
-        connections.spawn(async move {
-            tokio::pin!(conn);
-            let ended = tokio::select! {
-                ended = conn.as_mut() => ended,
-                () = closing.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = ended {
-                log_connection_error(remote, &e);
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let deadline = limits.header_timeout;
+                connections.spawn(async move {
+                    // The handshake counts against the header deadline: a client that opens a
+                    // connection and says nothing holds it no longer than one that skips TLS.
+                    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => conn.serve(stream, poem::http::uri::Scheme::HTTPS).await,
+                        Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake not done in time"),
+                    }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+        }
     }
     drop(listener);
     closing.cancel();
@@ -161,6 +217,40 @@ where
         tracing::warn!("requests still running after {GRACE:?}; closing their connections");
     }
     Ok(())
+}
+
+/// The TLS set-up of `--tls-cert`/`--tls-key`: read and checked at start, so a missing or
+/// unreadable file, or a key that does not match, stops the service before it does anything.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> crate::error::Result<tokio_rustls::TlsAcceptor> {
+    use crate::error::Error;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    crate::crypto::install_tls_provider();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| Error::Config(format!("--tls-cert {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Config(format!(
+            "--tls-cert {}: no PEM certificate in it",
+            cert.display()
+        )));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| Error::Config(format!("--tls-key {}: {e}", key.display())))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| {
+            Error::Config(format!(
+                "--tls-cert {} with --tls-key {}: {e}",
+                cert.display(),
+                key.display()
+            ))
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A connection that ended badly: the header deadline passed (a slow or idle client), or the

@@ -38,7 +38,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     host_crud_round_trip,
     host_list_filters_and_pages,
-    auth_is_required_and_read_only_cannot_write,
+    auth_is_required_and_a_viewer_cannot_write,
     secrets_are_write_only,
     host_validation_errors,
     malformed_bodies_are_client_errors,
@@ -190,7 +190,7 @@ async fn host_list_filters_and_pages(app: TestApp) {
     assert_eq!(capped["limit"], 500);
 }
 
-async fn auth_is_required_and_read_only_cannot_write(app: TestApp) {
+async fn auth_is_required_and_a_viewer_cannot_write(app: TestApp) {
     let (_, created) = app.post("/api/v1/hosts", key_host("a")).await;
     let id = created["id"].as_i64().unwrap();
     let routes = [
@@ -260,7 +260,7 @@ async fn auth_is_required_and_read_only_cannot_write(app: TestApp) {
         assert_error(
             &app.call(method, &path, &reader, body).await,
             StatusCode::FORBIDDEN,
-            "read-only",
+            "role viewer",
         );
     }
     let (_, after) = app.get(&format!("/api/v1/hosts/{id}")).await;

@@ -11,6 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hostwatch");
 
 fn free_port() -> u16 {
@@ -96,7 +98,8 @@ impl Server {
             .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
+        // The port is bound first, before the database is ready: wait for an answer.
+        while !common::healthy(addr) {
             assert!(
                 Instant::now() < deadline,
                 "server did not start: {}",

@@ -8,49 +8,19 @@
 mod common;
 
 use std::{
-    collections::{BTreeMap, HashMap},
     net::SocketAddr,
     path::Path,
     process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use common::fleet::Fleet;
-use entity::{delivery, notification, types::DeliveryStatus};
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryOrder, Statement};
-use serde_json::{Value, json};
+use entity::{delivery, types::DeliveryStatus};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_hostwatch");
 const KILLS: usize = 5;
-
-/// Notification ids the receiver got, with how many times.
-type Received = Arc<Mutex<HashMap<i64, usize>>>;
-
-async fn receiver() -> (u16, Received) {
-    use poem::listener::{Acceptor, Listener};
-    let got: Received = Default::default();
-    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .unwrap();
-    let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
-    let seen = got.clone();
-    let ep = poem::endpoint::make(move |mut req: poem::Request| {
-        let seen = seen.clone();
-        async move {
-            let body: Value =
-                serde_json::from_str(&req.take_body().into_string().await.unwrap_or_default())
-                    .unwrap_or(Value::Null);
-            if let Some(id) = body["id"].as_i64() {
-                *seen.lock().unwrap().entry(id).or_default() += 1;
-            }
-            "ok"
-        }
-    });
-    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(ep));
-    (port, got)
-}
 
 fn serve(data: &Path, database_url: &str, port: u16) -> Child {
     let child = Command::new(BIN)
@@ -66,7 +36,8 @@ fn serve(data: &Path, database_url: &str, port: u16) -> Child {
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(addr).is_err() {
+    // The port is bound before the database is ready: wait for an answer.
+    while !common::healthy(addr) {
         assert!(Instant::now() < deadline, "hostwatch did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -88,36 +59,11 @@ async fn integrity_ok(db: &sea_orm::DatabaseConnection) {
     assert_eq!(row.try_get_by_index::<String>(0).unwrap(), "ok");
 }
 
-/// An alert: its host, metric and label.
-type Alert = (Option<i64>, Option<String>, Option<String>);
-
-/// Each alert's events follow the state machine: no firing while it fires, no resolution or
-/// change of level while at rest. A notification written twice, or one lost, breaks that.
-fn events_follow_the_machine(rows: &[notification::Model]) {
-    use entity::types::Event::*;
-    let mut firing: BTreeMap<Alert, bool> = BTreeMap::new();
-    for n in rows {
-        let key = (n.host_id, n.metric.clone(), n.label.clone());
-        let was = firing.get(&key).copied().unwrap_or(false);
-        let event = n.event.expect("an event");
-        let ok = match event {
-            Fired => !was,
-            Escalated | DeEscalated | Reminder | Resolved => was,
-        };
-        assert!(
-            ok,
-            "notification {} ({event} {:?}) breaks the sequence",
-            n.id, key
-        );
-        firing.insert(key, event != Resolved);
-    }
-}
-
 async fn kill_nine_loses_and_duplicates_nothing(database_url: String) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let fleet = Fleet::start(dir.path(), 10, &["--gpus", "10"]).await;
-    let (rx_port, received) = receiver().await;
+    let (rx_port, received) = common::outbox::receiver().await;
     let port = common::free_port();
 
     // First start: migrations, the admin token; then the fleet, the rules and the channel.
@@ -184,36 +130,11 @@ async fn kill_nine_loses_and_duplicates_nothing(database_url: String) {
     integrity_ok(&db).await;
     fleet.stop().await;
 
-    let notes = notification::Entity::find()
-        .order_by_asc(notification::Column::Id)
-        .all(&db)
-        .await
-        .unwrap();
-    let deliveries = delivery::Entity::find().all(&db).await.unwrap();
-    assert!(notes.len() >= 20, "only {} notifications", notes.len());
-    events_follow_the_machine(&notes);
-    let mut per_note: HashMap<i64, usize> = HashMap::new();
-    for d in &deliveries {
-        *per_note.entry(d.notification_id).or_default() += 1;
-    }
-    assert!(
-        notes.iter().all(|n| per_note.get(&n.id) == Some(&1)),
-        "every notification has exactly one delivery to the channel"
-    );
-    let received = received.lock().unwrap().clone();
-    let lost: Vec<i64> = notes
-        .iter()
-        .map(|n| n.id)
-        .filter(|id| !received.contains_key(id))
-        .collect();
-    assert!(lost.is_empty(), "never received: {lost:?}");
-    let twice = received.values().filter(|n| **n > 1).count();
+    let (notes, deliveries, twice) = common::outbox::delivered_once_each(&db, &received, 20).await;
     eprintln!(
-        "kill -9 loop ({}): {KILLS} kills, {} notifications, {} deliveries, all sent, 0 lost, \
-         {twice} received more than once (a kill mid-send)",
+        "kill -9 loop ({}): {KILLS} kills, {notes} notifications, {deliveries} deliveries, all \
+         sent, 0 lost, {twice} received more than once (a kill mid-send)",
         db.get_database_backend().as_str(),
-        notes.len(),
-        deliveries.len()
     );
     db.close().await.ok();
 }

@@ -16,7 +16,7 @@ use hostwatch::{
     delivery::worker::DeliverySettings,
     poller::PollerSettings,
     services::Services,
-    store::{self, notifications, tokens},
+    store::{self, notifications},
 };
 use poem::{
     EndpointExt, Request, Response,
@@ -256,7 +256,7 @@ impl Service {
         store::migrate(&db).await.unwrap();
         let token = match token {
             Some(t) => t,
-            None => tokens::create(&db, "admin", false).await.unwrap(),
+            None => common::token(&db, "admin", entity::types::Role::Admin).await,
         };
         let state = Services::start_with_delivery(
             db,

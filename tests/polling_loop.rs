@@ -17,7 +17,7 @@ use hostwatch::{
     poller::PollerSettings,
     scheduler::{JobKey, PollScheduler},
     services::Services,
-    store::{self, tokens},
+    store,
 };
 use poem::{
     EndpointExt, Response,
@@ -43,7 +43,7 @@ impl Service {
         store::migrate(&db).await.unwrap();
         let token = match token {
             Some(t) => t,
-            None => tokens::create(&db, "admin", false).await.unwrap(),
+            None => common::token(&db, "admin", entity::types::Role::Admin).await,
         };
         let secrets = SecretBox::load(None, dir).unwrap();
         let settings = PollerSettings {

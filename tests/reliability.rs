@@ -370,6 +370,7 @@ mod http_limits {
             },
             requests: RequestLimits::default(),
             access_log: false,
+            tls: None,
         };
         let running = app::start(http, app.state.clone(), stop.clone())
             .await

@@ -260,6 +260,45 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// What an instance of the service does on a shared database.
+    pub enum NodeRole {
+        /// Holds the lock (SQLite) or the lease (PostgreSQL): polls, checks URLs, delivers.
+        Leader = "leader",
+        /// Serves the API and waits to take the lease over.
+        Standby = "standby",
+    }
+}
+
+text_enum! {
+    /// What a configuration change touched, for the leader to follow.
+    pub enum ChangeKind {
+        /// A host was registered: schedule it, enroll and poll it.
+        HostCreated = "host_created",
+        /// A host was changed (or its thresholds): re-read it.
+        Host = "host",
+        /// A host's credentials or address changed: drop its connection and poll it now.
+        HostRedial = "host_redial",
+        /// A host was deleted.
+        HostDeleted = "host_deleted",
+        /// A URL check was created, changed or deleted.
+        UrlCheck = "url_check",
+    }
+}
+
+text_enum! {
+    /// What a user (and a token, at most its user's) may do; each role may do everything the
+    /// one before it may.
+    pub enum Role {
+        /// Reads everything.
+        Viewer = "viewer",
+        /// And changes hosts, checks, thresholds and channels, and acknowledges alerts.
+        Operator = "operator",
+        /// And manages users and tokens.
+        Admin = "admin",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::{ActiveEnum, Iterable};

@@ -14,6 +14,8 @@ mod m20261122_000005_sample_sets;
 mod m20261122_000006_samples_in_polls;
 mod m20261122_000007_alert_state_owners;
 mod m20261201_000008_enrollment_repeats;
+mod m20261201_000009_cluster;
+mod m20261201_000010_accounts;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -30,6 +32,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_samples_in_polls::Migration),
             Box::new(m20261122_000007_alert_state_owners::Migration),
             Box::new(m20261201_000008_enrollment_repeats::Migration),
+            Box::new(m20261201_000009_cluster::Migration),
+            Box::new(m20261201_000010_accounts::Migration),
         ]
     }
 }

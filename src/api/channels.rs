@@ -18,7 +18,7 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiResult, ApiTags, Token,
+        ApiResult, ApiTags, Auth,
         status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
         ts,
     },
@@ -290,13 +290,13 @@ fn validated(s: ChannelSettings) -> Result<ChannelSettings> {
 /// The channels resource.
 pub struct ChannelsApi(pub Services);
 
-#[OpenApi(tag = "ApiTags::Channels")]
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Channels")]
 impl ChannelsApi {
     /// Create a channel
     #[oai(path = "/channels", method = "post", operation_id = "create_channel")]
     async fn create(
         &self,
-        auth: Token,
+        auth: Auth,
         body: Json<ChannelCreate>,
     ) -> ApiResult<CreateChannelResponse, (BadRequest, Forbidden, Conflict, Invalid)> {
         auth.require_write()?;
@@ -323,7 +323,7 @@ impl ChannelsApi {
     #[oai(path = "/channels", method = "get", operation_id = "list_channels")]
     async fn list(
         &self,
-        _auth: Token,
+        _auth: Auth,
         limit: Query<Option<u32>>,
         offset: Query<Option<u64>>,
     ) -> ApiResult<ListChannelsResponse, (BadRequest,)> {
@@ -346,7 +346,7 @@ impl ChannelsApi {
     #[oai(path = "/channels/:id", method = "get", operation_id = "get_channel")]
     async fn get(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<ChannelResponse, (BadRequest, NotFound)> {
         let row = store::get(&self.0.db, id.0).await?;
@@ -361,7 +361,7 @@ impl ChannelsApi {
     )]
     async fn update(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
         body: Json<ChannelUpdate>,
     ) -> ApiResult<ChannelResponse, (BadRequest, Forbidden, NotFound, Conflict, Invalid)> {
@@ -411,7 +411,7 @@ impl ChannelsApi {
     )]
     async fn delete(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<DeleteChannelResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;
@@ -429,7 +429,7 @@ impl ChannelsApi {
     )]
     async fn deliveries(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
         limit: Query<Option<u32>>,
     ) -> ApiResult<DeliveriesResponse, (BadRequest, NotFound)> {
@@ -450,7 +450,7 @@ impl ChannelsApi {
     )]
     async fn test(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<TestChannelResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;

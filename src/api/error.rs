@@ -163,7 +163,9 @@ impl From<Error> for Failure {
             ),
             Error::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
             Error::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            Error::ReadOnly => Self::new(StatusCode::FORBIDDEN, "forbidden", err.to_string()),
+            Error::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
+            Error::Unauthenticated(m) => Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m),
+            Error::NotLeader => Self::new(StatusCode::CONFLICT, "not_leader", err.to_string()),
             Error::Config(_)
             | Error::Secret(_)
             | Error::StoredData { .. }
@@ -293,10 +295,7 @@ fn describe(err: &poem::Error) -> (&'static str, String) {
         ParseRequestPayloadError,
     };
     if err.is::<AuthorizationError>() || err.is::<Unauthorized>() {
-        return (
-            "unauthorized",
-            "missing or invalid token: send Authorization: Bearer <token>".into(),
-        );
+        return ("unauthorized", UNAUTHORIZED_MESSAGE.into());
     }
     if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
         return ("bad_request", e.to_string());
@@ -336,6 +335,10 @@ fn describe(err: &poem::Error) -> (&'static str, String) {
 #[derive(Debug, thiserror::Error)]
 #[error("unknown or revoked token")]
 pub struct Unauthorized;
+
+/// What a request without valid credentials is told.
+pub const UNAUTHORIZED_MESSAGE: &str = "missing or invalid credentials: send \
+     Authorization: Bearer <token>, or log in with POST /api/v1/session";
 
 impl poem::error::ResponseError for Unauthorized {
     fn status(&self) -> StatusCode {

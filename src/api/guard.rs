@@ -1,8 +1,9 @@
 //! What every request meets before an operation runs, and every response on its way out.
 //!
-//! - A write to the API (any method but GET and HEAD under `/api/v1`) is authenticated before
-//!   its body is read: no token, an unknown one or a read-only one is refused at once, whatever
-//!   the body's size. The operation's own token check then finds the principal already there.
+//! - A write to the API (any method but GET and HEAD under `/api/v1`, but logging in and out)
+//!   is authenticated before its body is read: no credentials, unknown ones or a viewer's are
+//!   refused at once, whatever the body's size, and a write with the session cookie must come
+//!   from the service's own origin. The operation's own check then finds the principal there.
 //! - A body larger than the limit is refused with 413: by its `Content-Length` before a byte is
 //!   read, or — sent without one — as soon as it passes the limit; a body that does not arrive
 //!   within the deadline is refused with 408. The operation gets the body from memory.
@@ -17,8 +18,17 @@ use poem::{
     http::{HeaderValue, Method, StatusCode, header},
 };
 
-use super::error::refusal;
-use crate::{logs::Every, services::Services, store::tokens};
+use entity::types::Role;
+
+use super::{
+    auth::SESSION_COOKIE,
+    error::{UNAUTHORIZED_MESSAGE, refusal},
+};
+use crate::{
+    logs::Every,
+    services::Services,
+    store::{sessions, tokens},
+};
 
 /// What a request may send.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +65,11 @@ fn log_refusal(req: &Request, status: StatusCode, why: &str) {
 }
 
 fn is_write(req: &Request) -> bool {
-    req.uri().path().starts_with("/api/v1/") && !matches!(*req.method(), Method::GET | Method::HEAD)
+    let path = req.uri().path();
+    path.starts_with("/api/v1/")
+        // Logging in has no credentials yet; logging out ends whatever session there is.
+        && path != "/api/v1/session"
+        && !matches!(*req.method(), Method::GET | Method::HEAD)
 }
 
 /// The bearer token of `Authorization: Bearer …`, if that is what the header holds.
@@ -65,36 +79,85 @@ fn bearer(req: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Authenticates an API write before its body is read.
+/// The session cookie's value, if the request carries one.
+pub fn session_cookie(req: &Request) -> Option<String> {
+    req.cookie()
+        .get(SESSION_COOKIE)
+        .map(|c| c.value_str().to_owned())
+}
+
+/// Whether a browser's write comes from a page of this service: its `Origin` names the host
+/// it was sent to. A write authenticated by cookie from anywhere else is a cross-site request
+/// (SameSite=Strict keeps browsers from sending the cookie with one; this refuses it anyway).
+fn same_origin(req: &Request) -> bool {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    origin
+        .split_once("://")
+        .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && rest == host)
+}
+
+/// Authenticates an API write before its body is read: a token or a session, with a role
+/// that may write at all (operations that need admin check that themselves).
 async fn authenticate_write(req: &mut Request) -> Result<(), Response> {
     let Some(services) = req.data::<Services>() else {
         return Ok(());
     };
-    let principal = match bearer(req) {
-        Some(token) => tokens::authenticate(&services.db, token)
+    let failed = |e: crate::error::Error| {
+        tracing::error!(error = %e, "credential lookup failed");
+        refusal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the service log",
+        )
+    };
+    let principal = match (bearer(req), session_cookie(req)) {
+        (Some(token), _) => tokens::authenticate(&services.db, token)
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "token lookup failed");
-                refusal(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the service log",
-                )
-            })?,
-        None => None,
+            .map_err(failed)?,
+        (None, Some(cookie)) => {
+            if !same_origin(req) {
+                return Err(refusal(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "a write with the session cookie must come from this service's own pages \
+                     (its Origin header names another site, or none)",
+                ));
+            }
+            sessions::authenticate(&services.db, &cookie)
+                .await
+                .map_err(failed)?
+        }
+        (None, None) => None,
     };
     let Some(principal) = principal else {
         return Err(refusal(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or invalid token: send Authorization: Bearer <token>",
+            UNAUTHORIZED_MESSAGE,
         ));
     };
-    if principal.read_only {
+    if principal.role < Role::Operator {
         return Err(refusal(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "this token is read-only",
+            format!(
+                "{} may only read (role {})",
+                principal.who(),
+                principal.role
+            ),
         ));
     }
     req.extensions_mut().insert(principal);

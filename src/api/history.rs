@@ -11,7 +11,7 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiResult, ApiTags, Token,
+        ApiResult, ApiTags, Auth,
         status::{BadRequest, Invalid, NotFound},
         ts,
     },
@@ -96,7 +96,7 @@ pub struct HistoryApi(pub Services);
 /// Most points one series request returns.
 const MAX_POINTS: u64 = 10_000;
 
-#[OpenApi(tag = "ApiTags::History")]
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::History")]
 impl HistoryApi {
     /// Recent poll attempts
     ///
@@ -104,7 +104,7 @@ impl HistoryApi {
     #[oai(path = "/hosts/:id/polls", method = "get", operation_id = "list_polls")]
     async fn polls(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
         limit: Query<Option<u32>>,
     ) -> ApiResult<PollsResponse, (BadRequest, NotFound)> {
@@ -136,7 +136,7 @@ impl HistoryApi {
     )]
     async fn series(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
         name: Query<String>,
         label: Query<Option<String>>,
@@ -185,7 +185,7 @@ impl HistoryApi {
     )]
     async fn enrollment(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<EnrollmentResponse, (BadRequest, NotFound)> {
         hosts::get(&self.0.db, id.0).await?;

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::{
     api::{
-        ApiResult, ApiTags, Token,
+        ApiResult, ApiTags, Auth,
         status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
         ts,
     },
@@ -144,7 +144,12 @@ pub struct Host {
     pub status: HostStatus,
     pub status_message: Option<String>,
     pub enabled: bool,
+    /// 6-field cron. Each poll starts a fixed offset (up to 10 s, the same for the host every
+    /// time) after the schedule's tick, which spreads a fleet on one schedule: `next_poll_at`
+    /// is when the next one starts.
     pub schedule: String,
+    /// When the next scheduled poll starts (`null` while the host is disabled).
+    pub next_poll_at: Option<DateTime<Utc>>,
     pub labels: Vec<String>,
     pub provision: bool,
     pub host_key_fingerprint: Option<String>,
@@ -154,6 +159,8 @@ pub struct Host {
     pub last_ok_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Only in the answer to a change: what happens next because of it.
+    pub notice: Option<String>,
 }
 
 impl From<HostView> for Host {
@@ -171,6 +178,16 @@ impl From<HostView> for Host {
             status: h.status,
             status_message: h.status_message,
             enabled: h.enabled,
+            next_poll_at: h
+                .enabled
+                .then(|| {
+                    crate::scheduler::next_start(
+                        &h.schedule,
+                        crate::scheduler::JobKey::Host(h.id),
+                        Utc::now(),
+                    )
+                })
+                .flatten(),
             schedule: h.schedule,
             labels: v.labels,
             provision: h.provision,
@@ -199,6 +216,7 @@ impl From<HostView> for Host {
             last_ok_at: h.last_ok_at.map(ts),
             created_at: ts(h.created_at),
             updated_at: ts(h.updated_at),
+            notice: None,
         }
     }
 }
@@ -382,7 +400,7 @@ impl HostsApi {
     }
 }
 
-#[OpenApi(tag = "ApiTags::Hosts")]
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Hosts")]
 impl HostsApi {
     /// Register a host
     ///
@@ -393,7 +411,7 @@ impl HostsApi {
     #[oai(path = "/hosts", method = "post", operation_id = "create_host")]
     async fn create(
         &self,
-        auth: Token,
+        auth: Auth,
         body: Json<HostCreate>,
     ) -> ApiResult<CreateHostResponse, (BadRequest, Forbidden, Conflict, Invalid)> {
         auth.require_write()?;
@@ -402,7 +420,7 @@ impl HostsApi {
         tracing::info!(
             host_id = view.host.id,
             name = %Untrusted(&view.host.name),
-            by = %Untrusted(&auth.0.name),
+            by = %Untrusted(auth.principal().who()),
             "host registered"
         );
         Ok(CreateHostResponse::Created(Json(view.into())))
@@ -414,7 +432,7 @@ impl HostsApi {
     #[oai(path = "/hosts", method = "get", operation_id = "list_hosts")]
     async fn list(
         &self,
-        _auth: Token,
+        _auth: Auth,
         /// Page size, 1 to 500 (default 50).
         limit: Query<Option<u32>>,
         /// Hosts to skip.
@@ -443,7 +461,7 @@ impl HostsApi {
     #[oai(path = "/hosts/:id", method = "get", operation_id = "get_host")]
     async fn get(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<HostResponse, (BadRequest, NotFound)> {
         let view = store::get(&self.0.db, id.0).await?;
@@ -456,14 +474,22 @@ impl HostsApi {
     #[oai(path = "/hosts/:id", method = "patch", operation_id = "update_host")]
     async fn update(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
         body: Json<HostUpdate>,
     ) -> ApiResult<HostResponse, (BadRequest, Forbidden, NotFound, Conflict, Invalid)> {
         auth.require_write()?;
         let changes = body.0.validate()?;
-        let view = self.0.registry.update_host(id.0, changes).await?;
-        Ok(HostResponse::Ok(Json(self.shown(view))))
+        let updated = self.0.registry.update_host(id.0, changes).await?;
+        let mut host = self.shown(updated.view);
+        if updated.redialled {
+            host.notice = Some(
+                "the address or login changed: the old connection and its back-off were \
+                 dropped, and the host is polled again now with the new settings"
+                    .into(),
+            );
+        }
+        Ok(HostResponse::Ok(Json(host)))
     }
 
     /// Delete a host
@@ -472,12 +498,12 @@ impl HostsApi {
     #[oai(path = "/hosts/:id", method = "delete", operation_id = "delete_host")]
     async fn delete(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<DeleteHostResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;
         self.0.registry.delete_host(id.0).await?;
-        tracing::info!(host_id = id.0, by = %Untrusted(&auth.0.name), "host deleted");
+        tracing::info!(host_id = id.0, by = %Untrusted(auth.principal().who()), "host deleted");
         Ok(DeleteHostResponse::Deleted)
     }
 }

@@ -13,15 +13,19 @@ pub mod history;
 pub mod hosts;
 pub mod notifications;
 pub mod polling;
+pub mod service;
+pub mod session;
 pub mod thresholds;
+pub mod tokens;
 pub mod url_checks;
+pub mod users;
 
 use chrono::{DateTime, Utc};
 use poem::{EndpointExt, IntoEndpoint, Route, endpoint::make_sync};
 use poem_openapi::{OpenApiService, Tags};
 
 pub use self::{
-    auth::Token,
+    auth::Auth,
     error::{ApiResult, status},
     guard::RequestLimits,
 };
@@ -42,6 +46,10 @@ pub enum ApiTags {
     UrlChecks,
     /// Where notifications are sent: webhook, Slack, Telegram, email.
     Channels,
+    /// Users, API tokens and browser sessions.
+    Accounts,
+    /// Health, readiness, and the nodes sharing the database.
+    Service,
 }
 
 /// The API version in the spec.
@@ -55,6 +63,10 @@ type Apis = (
     notifications::NotificationsApi,
     url_checks::UrlChecksApi,
     channels::ChannelsApi,
+    users::UsersApi,
+    tokens::TokensApi,
+    session::SessionApi,
+    service::ServiceApi,
 );
 
 /// The OpenAPI service over every resource.
@@ -67,16 +79,20 @@ pub fn service(state: Services) -> OpenApiService<Apis, ()> {
             history::HistoryApi(state.clone()),
             notifications::NotificationsApi(state.clone()),
             url_checks::UrlChecksApi(state.clone()),
-            channels::ChannelsApi(state),
+            channels::ChannelsApi(state.clone()),
+            users::UsersApi(state.clone()),
+            tokens::TokensApi(state.clone()),
+            session::SessionApi(state.clone()),
+            service::ServiceApi(state),
         ),
         "hostwatch",
         API_VERSION,
     )
     .description(
         "Agentless SSH monitoring for Linux fleets. Every /api/v1 operation needs \
-         `Authorization: Bearer <token>`; errors are JSON `{\"error\", \"message\"}`.",
+         `Authorization: Bearer <token>`; errors are JSON `{\"error\", \"message\"}`. \
+         `/healthz` and `/readyz` need nothing.",
     )
-    .url_prefix("/api/v1")
 }
 
 /// The spec as pretty JSON, exactly as `/openapi.json` serves it and `openapi/openapi.json` holds.
@@ -102,7 +118,7 @@ pub fn app_with(state: Services, limits: RequestLimits, access_log: bool) -> imp
     let docs = docs::endpoint(api.swagger_ui_html());
     let spec = api.spec();
     Route::new()
-        .nest("/api/v1", api)
+        .nest("/", api)
         .nest("/docs", Route::new().at("/", docs))
         .at(
             "/openapi.json",
@@ -112,15 +128,9 @@ pub fn app_with(state: Services, limits: RequestLimits, access_log: bool) -> imp
                     .body(spec.clone())
             }),
         )
-        .at(
-            "/healthz",
-            make_sync(|_| {
-                poem::Response::builder()
-                    .content_type("application/json")
-                    .body(r#"{"status":"ok"}"#)
-            }),
-        )
         .around(move |ep, req| guard::guard(ep, req, limits))
+        // Outside the guard, which reads the session cookie before the API does.
+        .with(poem::middleware::CookieJarManager::new())
         .data(state)
         .around(error::json_errors)
         .around(guard::security_headers)
@@ -131,6 +141,17 @@ pub fn app_with(state: Services, limits: RequestLimits, access_log: bool) -> imp
 /// A stored time (Unix ms) as an API timestamp.
 pub fn ts(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// A page of a list, the one shape every list answers in: `items`, how many there are in all,
+/// and the window asked for (`limit` items from `offset`).
+#[derive(Debug, poem_openapi::Object)]
+pub struct Page<T: poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSON> {
+    pub items: Vec<T>,
+    /// Items in the whole list.
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
 }
 
 /// Paging bounds shared by list operations.

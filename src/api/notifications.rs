@@ -18,7 +18,7 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiResult, ApiTags, Token,
+        ApiResult, ApiTags, Auth,
         status::{BadRequest, Forbidden, Invalid, NotFound},
         ts,
     },
@@ -97,7 +97,7 @@ pub const MAX_WAIT_SECONDS: u32 = 60;
 /// The notifications resource.
 pub struct NotificationsApi(pub Services);
 
-#[OpenApi(tag = "ApiTags::Notifications")]
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Notifications")]
 impl NotificationsApi {
     /// List notifications
     ///
@@ -112,7 +112,7 @@ impl NotificationsApi {
     #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
-        _auth: Token,
+        _auth: Auth,
         /// Cursor: only ids greater than this.
         after_id: Query<Option<i64>>,
         host_id: Query<Option<i64>>,
@@ -167,7 +167,7 @@ impl NotificationsApi {
     )]
     async fn mark_read(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<MarkReadResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;

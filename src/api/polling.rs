@@ -6,7 +6,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 
 use crate::{
     api::{
-        ApiResult, ApiTags, Token,
+        ApiResult, ApiTags, Auth,
         history::EnrollmentRun,
         hosts::HostKeyInfo,
         status::{BadGateway, BadRequest, Conflict, Forbidden, NotFound},
@@ -57,7 +57,7 @@ pub enum LatestResponse {
 /// SSH operations on a host.
 pub struct PollingApi(pub Services);
 
-#[OpenApi(tag = "ApiTags::Hosts")]
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Hosts")]
 impl PollingApi {
     /// Enroll a host again
     ///
@@ -70,7 +70,7 @@ impl PollingApi {
     )]
     async fn enroll(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<EnrollResponse, (BadRequest, Forbidden, NotFound, BadGateway)> {
         auth.require_write()?;
@@ -88,7 +88,7 @@ impl PollingApi {
     #[oai(path = "/hosts/:id/poll", method = "post", operation_id = "poll_host")]
     async fn poll(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<PollResponse, (BadRequest, Forbidden, NotFound, Conflict, BadGateway)> {
         auth.require_write()?;
@@ -112,7 +112,7 @@ impl PollingApi {
     )]
     async fn trust(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<TrustResponse, (BadRequest, Forbidden, NotFound, BadGateway)> {
         auth.require_write()?;
@@ -121,7 +121,7 @@ impl PollingApi {
         tracing::warn!(
             host_id = id.0,
             fingerprint = %key.fingerprint,
-            by = %crate::logs::Untrusted(&auth.0.name),
+            by = %crate::logs::Untrusted(auth.principal().who()),
             "host key trusted"
         );
         Ok(TrustResponse::Ok(Json(HostKeyInfo {
@@ -143,7 +143,7 @@ impl PollingApi {
     )]
     async fn latest(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<LatestResponse, (BadRequest, NotFound)> {
         hosts::get(&self.0.db, id.0).await?;

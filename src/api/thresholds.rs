@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use crate::{
     alerts::{self, HOST_METRICS, MetricSpec, URL_METRICS},
     api::{
-        ApiResult, ApiTags, Token,
+        ApiResult, ApiTags, Auth,
         status::{BadRequest, Forbidden, Invalid, NotFound},
         ts,
     },
@@ -129,7 +129,7 @@ pub enum PutThresholdResponse {
 /// The thresholds resource.
 pub struct ThresholdsApi(pub Services);
 
-#[OpenApi(tag = "ApiTags::Thresholds")]
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Thresholds")]
 impl ThresholdsApi {
     /// List a host's thresholds
     #[oai(
@@ -139,7 +139,7 @@ impl ThresholdsApi {
     )]
     async fn list(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<ListThresholdsResponse, (BadRequest, NotFound)> {
         hosts::get(&self.0.db, id.0).await?;
@@ -159,7 +159,7 @@ impl ThresholdsApi {
     )]
     async fn put(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
         metric: Path<String>,
         body: Json<ThresholdPut>,
@@ -186,7 +186,7 @@ impl ThresholdsApi {
     )]
     async fn list_url(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<ListThresholdsResponse, (BadRequest, NotFound)> {
         url_checks::get(&self.0.db, id.0).await?;
@@ -204,7 +204,7 @@ impl ThresholdsApi {
     )]
     async fn put_url(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
         metric: Path<String>,
         body: Json<ThresholdPut>,

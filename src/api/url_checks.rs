@@ -11,7 +11,7 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiResult, ApiTags, Token,
+        ApiResult, ApiTags, Auth,
         status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
         ts,
     },
@@ -233,7 +233,7 @@ fn timeout(ms: u32) -> Result<i32> {
 /// The URL checks resource.
 pub struct UrlChecksApi(pub Services);
 
-#[OpenApi(tag = "ApiTags::UrlChecks")]
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::UrlChecks")]
 impl UrlChecksApi {
     /// Create a URL check
     #[oai(
@@ -243,7 +243,7 @@ impl UrlChecksApi {
     )]
     async fn create(
         &self,
-        auth: Token,
+        auth: Auth,
         body: Json<UrlCheckCreate>,
     ) -> ApiResult<CreateUrlCheckResponse, (BadRequest, Forbidden, Conflict, Invalid)> {
         auth.require_write()?;
@@ -270,7 +270,7 @@ impl UrlChecksApi {
     #[oai(path = "/url-checks", method = "get", operation_id = "list_url_checks")]
     async fn list(
         &self,
-        _auth: Token,
+        _auth: Auth,
         limit: Query<Option<u32>>,
         offset: Query<Option<u64>>,
     ) -> ApiResult<ListUrlChecksResponse, (BadRequest,)> {
@@ -293,7 +293,7 @@ impl UrlChecksApi {
     )]
     async fn get(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<UrlCheckResponse, (BadRequest, NotFound)> {
         Ok(UrlCheckResponse::Ok(Json(
@@ -309,7 +309,7 @@ impl UrlChecksApi {
     )]
     async fn update(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
         body: Json<UrlCheckUpdate>,
     ) -> ApiResult<UrlCheckResponse, (BadRequest, Forbidden, NotFound, Conflict, Invalid)> {
@@ -354,7 +354,7 @@ impl UrlChecksApi {
     )]
     async fn delete(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<DeleteUrlCheckResponse, (BadRequest, Forbidden, NotFound)> {
         auth.require_write()?;
@@ -372,7 +372,7 @@ impl UrlChecksApi {
     )]
     async fn results(
         &self,
-        _auth: Token,
+        _auth: Auth,
         id: Path<i64>,
         limit: Query<Option<u32>>,
     ) -> ApiResult<UrlCheckResultsResponse, (BadRequest, NotFound)> {
@@ -393,7 +393,7 @@ impl UrlChecksApi {
     )]
     async fn run(
         &self,
-        auth: Token,
+        auth: Auth,
         id: Path<i64>,
     ) -> ApiResult<RunUrlCheckResponse, (BadRequest, Forbidden, NotFound, Invalid)> {
         auth.require_write()?;

@@ -33,6 +33,7 @@ use crate::{
     logs::Untrusted,
     store::{
         channels::{self, ChannelSettings},
+        cluster::Fence,
         deliveries, hosts,
         notifications::{self, NotificationHub},
         now_ms, url_checks,
@@ -268,6 +269,8 @@ pub struct DeliveryService {
     tasks: TaskTracker,
     /// Cancelled at shutdown: the worker stops, and sending tasks finish the send under way.
     stop: CancellationToken,
+    /// Only the leader sends, and records what it sent.
+    fence: Fence,
 }
 
 impl DeliveryService {
@@ -278,6 +281,7 @@ impl DeliveryService {
         settings: DeliverySettings,
         tasks: TaskTracker,
         stop: CancellationToken,
+        fence: Fence,
     ) -> Result<Self> {
         Ok(Self {
             db,
@@ -288,12 +292,13 @@ impl DeliveryService {
             busy: Default::default(),
             tasks,
             stop,
+            fence,
         })
     }
 
-    /// Runs until shutdown: wakes on new notifications and every tick.
-    pub async fn run(self: Arc<Self>) {
-        let stop = self.stop.clone();
+    /// Runs until `stop` (shutdown, or the end of this node's term as leader): wakes on new
+    /// notifications and every tick.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut wake = self.hub.subscribe();
         loop {
             if let Err(e) = self.dispatch().await {
@@ -379,14 +384,17 @@ impl DeliveryService {
                 break;
             }
             let Some(settings) = settings else {
-                deliveries::mark_failed(&self.db, &d, "the channel is disabled", None).await?;
+                self.mark_failed(&d, "the channel is disabled", None)
+                    .await?;
                 continue;
             };
             let Some(msg) = self.message(d.notification_id).await? else {
                 continue;
             };
+            // A node that lost the lease sends nothing more: the new leader will.
+            self.fence.check(&self.db).await?;
             match self.sender.send(settings, &msg).await {
-                Ok(()) => deliveries::mark_sent(&self.db, &d).await?,
+                Ok(()) => self.mark_sent(&d).await?,
                 Err(error) => {
                     let attempts = d.attempts + 1;
                     let retry_at = (attempts < self.settings.max_attempts)
@@ -399,7 +407,7 @@ impl DeliveryService {
                             "delivery given up"
                         );
                     }
-                    deliveries::mark_failed(&self.db, &d, &error, retry_at).await?;
+                    self.mark_failed(&d, &error, retry_at).await?;
                     if retry_at.is_some() {
                         break;
                     }
@@ -407,6 +415,23 @@ impl DeliveryService {
             }
         }
         Ok(())
+    }
+
+    async fn mark_sent(&self, d: &delivery::Model) -> Result<()> {
+        let txn = self.fence.begin(&self.db).await?;
+        deliveries::mark_sent(&txn, d).await?;
+        Ok(txn.commit().await?)
+    }
+
+    async fn mark_failed(
+        &self,
+        d: &delivery::Model,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<()> {
+        let txn = self.fence.begin(&self.db).await?;
+        deliveries::mark_failed(&txn, d, error, retry_at).await?;
+        Ok(txn.commit().await?)
     }
 
     async fn message(&self, notification_id: i64) -> Result<Option<Message>> {

@@ -112,6 +112,17 @@ impl HostCache {
         };
     }
 
+    /// Forgets every host, newest snapshots too (another node may have polled them since),
+    /// keeping the invalidation counts.
+    pub fn invalidate_all(&self) {
+        for entry in self.lock().values_mut() {
+            *entry = HostEntry {
+                generation: entry.generation + 1,
+                ..Default::default()
+            };
+        }
+    }
+
     /// Forgets a deleted host, its newest snapshot too. What is left is its invalidation
     /// count, so a read that began before the deletion is not cached under its id (which a new
     /// host may be given).

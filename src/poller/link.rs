@@ -10,7 +10,7 @@ use entity::{
     host,
     types::{AlertKind, Event, HostStatus, Level, PollErrorKind},
 };
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 use super::{PollError, Prepared, cache::HostCache};
 use crate::{
@@ -27,6 +27,7 @@ use crate::{
         pool::{ConnIdentity, Finish, Job, PoolError, PoolRun, SshPool},
     },
     store::{
+        cluster::Fence,
         notifications::{self, NotificationHub},
         ssh::{self as ssh_store, SeenKey},
     },
@@ -43,6 +44,8 @@ pub(crate) struct Link {
     pub pool: SshPool,
     pub hub: NotificationHub,
     pub cache: HostCache,
+    /// What its writes need: only the leader stores what hosts said.
+    pub fence: Fence,
     /// Most bytes of script output accepted.
     output_cap: usize,
 }
@@ -62,6 +65,7 @@ impl Link {
         secrets: Arc<SecretBox>,
         hub: NotificationHub,
         output_cap: usize,
+        fence: Fence,
     ) -> Self {
         Self {
             db,
@@ -69,6 +73,7 @@ impl Link {
             pool: SshPool::default(),
             hub,
             cache: HostCache::default(),
+            fence,
             output_cap,
         }
     }
@@ -211,8 +216,27 @@ impl Link {
         Ok(())
     }
 
-    /// Status and notifications for a failed SSH operation.
+    /// Status and notifications for a failed SSH operation, in one transaction.
     async fn on_failure(&self, p: &Prepared, err: &PoolError) -> Result<(), Error> {
+        if matches!(err, PoolError::Backoff(..)) {
+            return Ok(());
+        }
+        let txn = self.fence.begin(&self.db).await?;
+        let written = self.failure_status(&txn, p, err).await?;
+        txn.commit().await?;
+        if let Some(row) = written {
+            self.hub.publish(&row);
+        }
+        Ok(())
+    }
+
+    /// What [`Link::on_failure`] writes; returns the notification it wrote, if any.
+    async fn failure_status(
+        &self,
+        db: &DatabaseTransaction,
+        p: &Prepared,
+        err: &PoolError,
+    ) -> Result<Option<entity::notification::Model>, Error> {
         let host = &p.host;
         match err {
             PoolError::Ssh(SshError::HostKeyMismatch { presented, .. }) => {
@@ -222,10 +246,11 @@ impl Link {
                     error = %Untrusted(err),
                     "host key changed; polls are refused until it is trusted again"
                 );
-                ssh_store::record_key(&self.db, host.id, &seen_key(presented), false).await?;
+                ssh_store::record_key(db, host.id, &seen_key(presented), false).await?;
                 let (title, body) =
                     text::status::key_changed(&host.name, p.place(), host.id, &err.to_string());
-                self.enter_status(
+                enter_status(
+                    db,
                     host,
                     HostStatus::HostKeyMismatch,
                     err.to_string(),
@@ -245,10 +270,16 @@ impl Link {
                 }
                 let (title, body) =
                     text::status::login_refused(&host.name, p.place(), host.id, reason);
-                self.enter_status(host, HostStatus::AuthFailed, err.to_string(), title, body)
-                    .await
+                enter_status(
+                    db,
+                    host,
+                    HostStatus::AuthFailed,
+                    err.to_string(),
+                    title,
+                    body,
+                )
+                .await
             }
-            PoolError::Backoff(..) => Ok(()),
             _ => {
                 if !host.status.is_alerting() {
                     if host.status != HostStatus::Unreachable {
@@ -260,37 +291,16 @@ impl Link {
                         );
                     }
                     ssh_store::set_status(
-                        &self.db,
+                        db,
                         host.id,
                         HostStatus::Unreachable,
                         Some(err.to_string()),
                     )
                     .await?;
                 }
-                Ok(())
+                Ok(None)
             }
         }
-    }
-
-    /// Moves a host into a failure status that is an alert of its own, with a critical
-    /// notification on the transition only.
-    async fn enter_status(
-        &self,
-        host: &host::Model,
-        status: HostStatus,
-        message: String,
-        title: String,
-        body: String,
-    ) -> Result<(), Error> {
-        ssh_store::set_status(&self.db, host.id, status, Some(message)).await?;
-        if host.status != status
-            && let Some(kind) = AlertKind::of_status(status)
-        {
-            let key = AlertKey::new(Subject::Host(host.id), kind, "", "");
-            self.notify(Notice::new(key, Level::Critical, Event::Fired, title, body))
-                .await?;
-        }
-        Ok(())
     }
 
     /// Leaves a failure status that is an alert of its own: writes its resolution.
@@ -315,9 +325,11 @@ impl Link {
         Ok(())
     }
 
-    /// Writes a notification and tells the hub.
+    /// Writes a notification (only the leader writes them) and tells the hub.
     pub async fn notify(&self, n: Notice) -> Result<(), Error> {
-        let row = notifications::insert(&self.db, n).await?;
+        let txn = self.fence.begin(&self.db).await?;
+        let row = notifications::insert(&txn, n).await?;
+        txn.commit().await?;
         self.hub.publish(&row);
         Ok(())
     }
@@ -371,4 +383,25 @@ impl Link {
         self.cache.invalidate(host_id);
         self.pool.forget(host_id).await;
     }
+}
+
+/// Moves a host into a failure status that is an alert of its own, with a critical
+/// notification on the transition only (returned, to publish once committed).
+async fn enter_status(
+    db: &DatabaseTransaction,
+    host: &host::Model,
+    status: HostStatus,
+    message: String,
+    title: String,
+    body: String,
+) -> Result<Option<entity::notification::Model>, Error> {
+    ssh_store::set_status(db, host.id, status, Some(message)).await?;
+    if host.status != status
+        && let Some(kind) = AlertKind::of_status(status)
+    {
+        let key = AlertKey::new(Subject::Host(host.id), kind, "", "");
+        let n = Notice::new(key, Level::Critical, Event::Fired, title, body);
+        return Ok(Some(notifications::insert(db, n).await?));
+    }
+    Ok(None)
 }

@@ -37,6 +37,7 @@ use crate::{
     error::{Error, Result},
     ssh::{client::Target, pool::ConnIdentity},
     store::{
+        cluster::Fence,
         notifications::NotificationHub,
         polls::{self, HostTimes, LatestRow},
     },
@@ -143,9 +144,10 @@ impl Poller {
         secrets: Arc<SecretBox>,
         hub: NotificationHub,
         settings: PollerSettings,
+        fence: Fence,
     ) -> Self {
         Self {
-            link: link::Link::new(db, secrets, hub, settings.output_cap),
+            link: link::Link::new(db, secrets, hub, settings.output_cap, fence),
             writer: writer::PollWriter::default(),
             settings,
         }
@@ -154,7 +156,8 @@ impl Poller {
     /// The writer task, to spawn once: it stores successful polls until
     /// [`Poller::close_writer`], then drains what is queued and ends.
     pub fn start_writer(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.writer.start(self.link.db.clone())
+        self.writer
+            .start(self.link.db.clone(), self.link.fence.clone())
     }
 
     /// Stops taking results; the writer task ends once it has stored those queued.
@@ -193,12 +196,28 @@ impl Poller {
         self.poll_holding(host_id, force, None).await
     }
 
+    /// Whether this process may do SSH work and store its results: it holds the lease (or
+    /// needs none). Only the leader reaches hosts.
+    pub(crate) fn ensure_leader(&self) -> Result<(), PollError> {
+        if self.link.fence.is_leader() {
+            Ok(())
+        } else {
+            Err(PollError::Service(Error::NotLeader))
+        }
+    }
+
+    /// What this poller's writes need.
+    pub fn fence(&self) -> &Fence {
+        &self.link.fence
+    }
+
     /// Enrolls a host now (and provisions it when it asks for it and was not yet).
     pub async fn enroll(
         &self,
         host_id: i64,
         force: bool,
     ) -> Result<enrollment_run::Model, PollError> {
+        self.ensure_leader()?;
         enroll::enroll(&self.link, self.enroll_deadlines(), host_id, force).await
     }
 
@@ -212,6 +231,7 @@ impl Poller {
     /// Accepts the key the host presents now as its only trusted key, and clears a
     /// `host_key_mismatch` status.
     pub async fn trust_host_key(&self, host_id: i64) -> Result<host_key::Model, PollError> {
+        self.ensure_leader()?;
         self.link
             .trust_host_key(host_id, self.settings.poll_timeout)
             .await
@@ -221,6 +241,24 @@ impl Poller {
     /// its connection when what it was dialled with changed (the pool compares).
     pub(crate) fn host_changed(&self, host_id: i64) {
         self.link.cache.invalidate(host_id);
+    }
+
+    /// A host's address or login changed: its connection and what the pool remembers of its
+    /// failures go, so the next poll dials at once with the new settings (no back-off from the
+    /// old ones carried over).
+    pub(crate) async fn redial(&self, host_id: i64) {
+        self.link.forget_connection(host_id).await;
+    }
+
+    /// Forgets every host (this node just became the leader: what it cached as a standby may
+    /// be stale).
+    pub(crate) fn forget_all(&self) {
+        self.link.cache.invalidate_all();
+    }
+
+    /// Closes every SSH connection (this node stopped being the leader).
+    pub(crate) async fn disconnect_all(&self) {
+        self.link.pool.forget_all().await;
     }
 
     /// A host was deleted: everything about it goes, its connection too.
@@ -291,7 +329,7 @@ impl Poller {
                 snapshot_only.push(row)
             }
         }
-        let txn = crate::store::begin_write(&self.link.db).await?;
+        let txn = self.link.fence.begin(&self.link.db).await?;
         polls::write_newest(
             &txn,
             &rows.iter().collect::<Vec<_>>(),

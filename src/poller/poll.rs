@@ -132,11 +132,14 @@ impl Poller {
         force: bool,
         ssh_permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Result<PollReport, PollError> {
+        self.ensure_leader()?;
         let started_ms = now_ms();
         let started = std::time::Instant::now();
         let result = self.poll_inner(host_id, force, ssh_permit).await;
         let (outcome, kind, message) = match &result {
             Ok(_) => return result,
+            // Deposed while polling: nothing of this poll may be stored.
+            Err(PollError::Service(Error::NotLeader)) => return result,
             Err(PollError::Host { kind, message }) => (PollOutcome::Error, *kind, message.clone()),
             Err(PollError::Refused(m)) => (PollOutcome::Refused, PollErrorKind::Refused, m.clone()),
             Err(PollError::Service(Error::NotFound(_))) => return result,
@@ -165,7 +168,7 @@ impl Poller {
     /// The poll record of a failure, and the `host_unreachable` count, in one transaction.
     async fn record_failure(&self, failed: &FailedPoll) -> Result<(), PollError> {
         let db = &self.link.db;
-        let txn = crate::store::begin_write(db).await?;
+        let txn = self.link.fence.begin(db).await?;
         let host = polls::write_failed(&txn, failed).await?;
         let mut written = Vec::new();
         if let Some(host) = host.filter(|h| h.status == HostStatus::Unreachable) {

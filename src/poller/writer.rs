@@ -31,6 +31,7 @@ use crate::{
     probe::MetricValue,
     store::{
         alerts,
+        cluster::Fence,
         polls::{self, HostTimes, LatestRow, OkPoll, ladder_chunks},
     },
 };
@@ -161,13 +162,14 @@ impl PollWriter {
         }
     }
 
-    /// The writer task over `db`, to spawn once.
+    /// The writer task over `db`, to spawn once; its transactions need `fence`.
     ///
     /// # Panics
     /// When called twice: one writer orders each host's rows.
     pub fn start(
         &self,
         db: DatabaseConnection,
+        fence: Fence,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let rx = self
             .receiver
@@ -176,7 +178,7 @@ impl PollWriter {
             .take()
             .expect("the poll writer is started once");
         self.started.store(true, Ordering::Release);
-        run(db, rx, self.stats.clone())
+        run(db, fence, rx, self.stats.clone())
     }
 
     /// Takes no more results; the task stores those queued and ends.
@@ -208,7 +210,12 @@ impl PollWriter {
 }
 
 /// The writer task: ends when the queue is closed and empty.
-async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Queued>, stats: Arc<Counters>) {
+async fn run(
+    db: DatabaseConnection,
+    fence: Fence,
+    mut queue: mpsc::Receiver<Queued>,
+    stats: Arc<Counters>,
+) {
     let mut carried = None;
     let mut pace = Pace::default();
     loop {
@@ -248,7 +255,7 @@ async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Queued>, stats: A
         }
         let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
-        let result = write_batch(&db, &records).await;
+        let result = write_batch(&db, &fence, &records).await;
         let took = started.elapsed().as_micros() as u64;
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats
@@ -272,7 +279,7 @@ async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Queued>, stats: A
                     "batch write failed; writing its results one by one"
                 );
                 for (record, reply) in records.iter().zip(replies) {
-                    let one = write_batch(&db, std::slice::from_ref(record)).await;
+                    let one = write_batch(&db, &fence, std::slice::from_ref(record)).await;
                     let _ = reply.send(one.map(|mut w| w.pop().unwrap_or_default()));
                 }
             }
@@ -283,9 +290,10 @@ async fn run(db: DatabaseConnection, mut queue: mpsc::Receiver<Queued>, stats: A
 /// Writes `records` in one transaction; returns each one's notifications, in order.
 async fn write_batch(
     db: &DatabaseConnection,
+    fence: &Fence,
     records: &[SuccessRecord],
 ) -> Result<Vec<Vec<notification::Model>>> {
-    let txn = crate::store::begin_write(db).await?;
+    let txn = fence.begin(db).await?;
     let latest: Vec<&LatestRow> = records.iter().filter_map(|r| r.latest.as_ref()).collect();
     let polls: Vec<OkPoll<'_>> = records
         .iter()

@@ -149,6 +149,22 @@ impl SshPool {
         }
     }
 
+    /// Drops every connection.
+    pub async fn forget_all(&self) {
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .expect("not poisoned")
+            .drain()
+            .map(|(_, slot)| slot)
+            .collect();
+        for slot in slots {
+            if let Some(session) = slot.lock().await.session.take() {
+                session.close().await;
+            }
+        }
+    }
+
     /// Whether a host currently holds a live connection.
     pub async fn is_connected(&self, host_id: i64) -> bool {
         let slot = self

@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod channels;
+pub mod cluster;
 pub mod deliveries;
 pub mod enrollment;
 pub mod history;
@@ -13,10 +14,12 @@ pub mod hosts;
 pub mod notifications;
 pub mod polls;
 pub mod retention;
+pub mod sessions;
 pub mod ssh;
 pub mod thresholds;
 pub mod tokens;
 pub mod url_checks;
+pub mod users;
 
 use std::time::Duration;
 
@@ -51,6 +54,16 @@ const TEMP_STORE: &str = "memory";
 
 /// Opens the database at `url`, creating a SQLite file when needed.
 pub async fn connect(url: &str) -> Result<DatabaseConnection> {
+    connect_with(url, None).await
+}
+
+/// [`connect`], where PostgreSQL ends any transaction left idle for `idle_in_transaction`:
+/// a node frozen mid-transaction (stopped, partitioned) would otherwise hold its share lock on
+/// the lease row for as long as its connection stays open, and no standby could take over.
+pub async fn connect_with(
+    url: &str,
+    idle_in_transaction: Option<Duration>,
+) -> Result<DatabaseConnection> {
     // PostgreSQL connections may use TLS: the provider must be chosen first.
     crate::crypto::install_tls_provider();
     let mut options = ConnectOptions::new(url.to_owned());
@@ -67,6 +80,12 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection> {
                 .pragma("journal_size_limit", WAL_SIZE_LIMIT_BYTES)
                 .pragma("temp_store", TEMP_STORE)
         });
+    if let Some(idle) = idle_in_transaction {
+        let ms = idle.as_millis().max(1).to_string();
+        options.map_sqlx_postgres_opts(move |o| {
+            o.options([("idle_in_transaction_session_timeout", ms.as_str())])
+        });
+    }
     if url.starts_with("sqlite:") {
         // One writer at a time is SQLite's rule; a small pool keeps readers concurrent in WAL mode.
         options.max_connections(4).min_connections(1);

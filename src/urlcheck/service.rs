@@ -18,6 +18,7 @@ use crate::{
     error::{Error, Result},
     store::{
         alerts,
+        cluster::Fence,
         notifications::NotificationHub,
         now_ms,
         thresholds::{self, Owner},
@@ -31,6 +32,8 @@ pub struct UrlCheckService {
     db: DatabaseConnection,
     hub: NotificationHub,
     checker: UrlChecker,
+    /// Only the leader checks and stores results.
+    fence: Fence,
 }
 
 impl UrlCheckService {
@@ -39,16 +42,21 @@ impl UrlCheckService {
         db: DatabaseConnection,
         hub: NotificationHub,
         resolver: Arc<dyn HostResolver>,
+        fence: Fence,
     ) -> Self {
         Self {
             db,
             hub,
             checker: UrlChecker::new(resolver),
+            fence,
         }
     }
 
     /// Runs check `id` now and stores its result.
     pub async fn run(&self, id: i64) -> Result<url_check_result::Model> {
+        if !self.fence.is_leader() {
+            return Err(Error::NotLeader);
+        }
         let check = url_checks::get(&self.db, id).await?;
         let spec = CheckSpec {
             url: url::Url::parse(&check.url).map_err(|e| Error::invalid("url", e.to_string()))?,
@@ -62,7 +70,7 @@ impl UrlCheckService {
         let checked_at = now_ms();
         let outcome = self.checker.check(&spec).await;
         let seen = observation(&outcome, checked_at);
-        let txn = crate::store::begin_write(&self.db).await?;
+        let txn = self.fence.begin(&self.db).await?;
         let row = url_checks::insert_result(&txn, id, result(&outcome, checked_at)).await?;
         let rules = thresholds::rules(&txn, Owner::UrlCheck(id)).await?;
         let stored = alerts::of_url_check(&txn, id).await?;

@@ -4,10 +4,11 @@
 #![allow(dead_code)]
 
 pub mod fleet;
+pub mod outbox;
 pub mod service;
 pub mod sshd;
 
-use entity::types::{AlertKind, Event, Level};
+use entity::types::{AlertKind, Event, Level, Role};
 use hostwatch::{
     alerts::evaluate::{AlertKey, Notice, Subject},
     api,
@@ -63,6 +64,45 @@ pub async fn postgres_url() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
+/// A token of `role` for user `admin` (created, with a password nobody knows, when missing).
+pub async fn token(db: &DatabaseConnection, name: &str, role: Role) -> String {
+    let admin = match store::users::find_by_name(db, "admin").await.unwrap() {
+        Some(u) => u,
+        None => store::users::create(
+            db,
+            store::users::NewUser {
+                username: "admin".into(),
+                password_hash: "!".into(),
+                role: Role::Admin,
+            },
+        )
+        .await
+        .unwrap(),
+    };
+    let new = tokens::NewToken {
+        user_id: admin.id,
+        name,
+        role,
+    };
+    tokens::create(db, new).await.unwrap().0
+}
+
+/// Whether `GET /healthz` on `addr` answers 200 within a second (the service binds its port
+/// before its database is ready, so a connection alone says nothing).
+pub fn healthy(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_millis(500);
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut head = [0u8; 12];
+    stream.write_all(req.as_bytes()).is_ok()
+        && stream.read_exact(&mut head).is_ok()
+        && head.ends_with(b" 200")
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -98,8 +138,8 @@ impl TestApp {
         let db = store::connect(&database_url).await.unwrap();
         store::migrate(&db).await.unwrap();
         let secrets = SecretBox::load(None, dir.path()).unwrap();
-        let admin = tokens::create(&db, "admin", false).await.unwrap();
-        let reader = tokens::create(&db, "dashboard", true).await.unwrap();
+        let admin = token(&db, "admin", Role::Admin).await;
+        let reader = token(&db, "dashboard", Role::Viewer).await;
         let settings = PollerSettings {
             poll_timeout: std::time::Duration::from_secs(5),
             enroll_timeout: std::time::Duration::from_secs(20),
