@@ -73,7 +73,7 @@ pub async fn user(command: UserCommand) -> Result<()> {
         }
         UserCommand::List { storage } => {
             let db = open(&storage).await?;
-            let (rows, _) = users::list(&db, u64::MAX, 0).await?;
+            let (rows, _) = users::list(&db, i64::MAX as u64, 0).await?;
             println!(
                 "{:<6} {:<24} {:<9} {:<20} LAST LOGIN",
                 "ID", "USER", "ROLE", "CREATED"
@@ -152,7 +152,7 @@ pub async fn token(command: TokenCommand) -> Result<()> {
                 Some(name) => Some(users::get_by_name(&db, &name).await?.id),
                 None => None,
             };
-            let (rows, _) = tokens::list(&db, user_id, u64::MAX, 0).await?;
+            let (rows, _) = tokens::list(&db, user_id, i64::MAX as u64, 0).await?;
             println!(
                 "{:<6} {:<24} {:<16} {:<9} {:<20} LAST USED",
                 "ID", "NAME", "USER", "ROLE", "CREATED"

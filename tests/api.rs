@@ -49,6 +49,7 @@ on_both_backends!(
     url_checks_crud_and_validation,
     channels_crud_secrets_and_validation,
     history_routes_answer_honestly,
+    roles_sessions_and_revocation,
 );
 
 fn key_host(name: &str) -> Value {
@@ -1007,4 +1008,283 @@ async fn history_routes_answer_honestly(app: TestApp) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "from",
     );
+}
+
+/// Sends a request with extra headers; returns the status, the headers and the JSON body.
+async fn send(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (StatusCode, poem::http::HeaderMap, Value) {
+    let mut req = match method {
+        "GET" => app.client.get(path),
+        "POST" => app.client.post(path),
+        "DELETE" => app.client.delete(path),
+        other => panic!("method {other}"),
+    };
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    if let Some(b) = body {
+        req = req.body_json(&b);
+    }
+    let resp = req.send().await.0;
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let text = resp.into_body().into_string().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (status, headers, json)
+}
+
+/// The `name=value` part of the session cookie a response sets, and its attributes.
+fn set_cookie(headers: &poem::http::HeaderMap) -> (String, Vec<String>) {
+    let raw = headers
+        .get("set-cookie")
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap();
+    let mut parts = raw.split(';').map(|p| p.trim().to_owned());
+    let pair = parts.next().unwrap();
+    (pair, parts.collect())
+}
+
+async fn roles_sessions_and_revocation(app: TestApp) {
+    let (status, olga) = app
+        .post(
+            "/api/v1/users",
+            json!({"username": "olga", "password": "olga-pass-123456", "role": "operator"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{olga}");
+    let (status, vic) = app
+        .post(
+            "/api/v1/users",
+            json!({"username": "vic", "password": "vic-pass-1234567", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{vic}");
+    assert!(vic.get("password").is_none() && vic.get("password_hash").is_none());
+
+    // A token carries at most its user's role.
+    assert_error(
+        &app.post(
+            "/api/v1/tokens",
+            json!({"name": "too-much", "user_id": olga["id"], "role": "admin"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "role",
+    );
+    let (status, created) = app
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "olga-ci", "user_id": olga["id"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["info"]["role"], "operator");
+    let operator = created["token"].as_str().unwrap().to_owned();
+
+    // An operator manages hosts…
+    let (status, host) = app
+        .call(
+            "POST",
+            "/api/v1/hosts",
+            &operator,
+            Some(key_host("by-olga")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{host}");
+    // …but neither users nor tokens, not even to read them.
+    let admin_only = [
+        ("GET", "/api/v1/users".to_owned(), None),
+        (
+            "POST",
+            "/api/v1/users".to_owned(),
+            Some(json!({"username": "eve", "password": "eve-pass-1234567", "role": "admin"})),
+        ),
+        ("GET", format!("/api/v1/users/{}", olga["id"]), None),
+        ("GET", "/api/v1/tokens".to_owned(), None),
+        (
+            "POST",
+            "/api/v1/tokens".to_owned(),
+            Some(json!({"name": "mine", "role": "operator"})),
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/tokens/{}", created["info"]["id"]),
+            None,
+        ),
+    ];
+    for (method, path, body) in admin_only {
+        assert_error(
+            &app.call(method, &path, &operator, body).await,
+            StatusCode::FORBIDDEN,
+            "admin",
+        );
+    }
+    let (_, users) = app.get("/api/v1/users").await;
+    assert_eq!(users["total"], 3, "{users}");
+
+    // A browser logs in: the cookie is HttpOnly, SameSite=Strict, for the whole service.
+    let host_header = ("host", "hostwatch.test");
+    let own_page = ("origin", "http://hostwatch.test");
+    for (username, password) in [("vic", "wrong-password-1"), ("nobody", "vic-pass-1234567")] {
+        let (status, _, body) = send(
+            &app,
+            "POST",
+            "/api/v1/session",
+            &[host_header],
+            Some(json!({"username": username, "password": password})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["message"], "wrong user name or password");
+    }
+    let login = |username: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let (status, headers, body) = send(
+                app,
+                "POST",
+                "/api/v1/session",
+                &[host_header, own_page],
+                Some(json!({"username": username, "password": password})),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["username"], username);
+            let (pair, attributes) = set_cookie(&headers);
+            assert!(pair.starts_with("hostwatch_session=hws_"), "{pair}");
+            for wanted in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+                assert!(
+                    attributes.iter().any(|a| a == wanted),
+                    "{wanted}: {attributes:?}"
+                );
+            }
+            // Over plain HTTP the cookie cannot be Secure (the browser would drop it).
+            assert!(!attributes.iter().any(|a| a == "Secure"), "{attributes:?}");
+            pair
+        }
+    };
+    // A login posted by another site is refused.
+    let (status, _, _) = send(
+        &app,
+        "POST",
+        "/api/v1/session",
+        &[host_header, ("origin", "https://evil.example")],
+        Some(json!({"username": "vic", "password": "vic-pass-1234567"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let viewer_cookie = login("vic", "vic-pass-1234567").await;
+    let as_viewer = [host_header, own_page, ("cookie", viewer_cookie.as_str())];
+    let (status, _, who) = send(&app, "GET", "/api/v1/session", &as_viewer, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            who["username"].as_str(),
+            who["role"].as_str(),
+            who["via"].as_str()
+        ),
+        (Some("vic"), Some("viewer"), Some("session"))
+    );
+    let (status, _, hosts) = send(&app, "GET", "/api/v1/hosts", &as_viewer, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hosts["total"], 1);
+    // A viewer writes nothing, by cookie or by token.
+    let (status, _, refused) = send(
+        &app,
+        "POST",
+        "/api/v1/hosts",
+        &as_viewer,
+        Some(key_host("by-vic")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("role viewer"));
+    let (status, _, _) = send(
+        &app,
+        "DELETE",
+        &format!("/api/v1/hosts/{}", host["id"]),
+        &as_viewer,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // An operator's cookie writes only from this service's own pages.
+    let operator_cookie = login("olga", "olga-pass-123456").await;
+    for origin in [Some("https://evil.example"), Some("null"), None] {
+        let mut headers = vec![host_header, ("cookie", operator_cookie.as_str())];
+        headers.extend(origin.map(|o| ("origin", o)));
+        let (status, _, body) = send(
+            &app,
+            "POST",
+            "/api/v1/hosts",
+            &headers,
+            Some(key_host("csrf")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin:?}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("Origin"),
+            "{body}"
+        );
+    }
+    let as_operator = [host_header, own_page, ("cookie", operator_cookie.as_str())];
+    let (status, _, body) = send(
+        &app,
+        "POST",
+        "/api/v1/hosts",
+        &as_operator,
+        Some(key_host("by-page")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        host_count(&app).await,
+        2,
+        "the refused writes wrote nothing"
+    );
+
+    // Logging out ends the session at once and clears the cookie.
+    let (status, headers, _) = send(&app, "DELETE", "/api/v1/session", &as_operator, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (pair, attributes) = set_cookie(&headers);
+    assert_eq!(pair, "hostwatch_session=");
+    assert!(
+        attributes.iter().any(|a| a == "Max-Age=0"),
+        "{attributes:?}"
+    );
+    let (status, _, _) = send(&app, "GET", "/api/v1/hosts", &as_operator, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The token's use is recorded; revoking it refuses the very next request.
+    let (_, tokens) = app
+        .get(&format!("/api/v1/tokens?user_id={}", olga["id"]))
+        .await;
+    assert_eq!(tokens["total"], 1, "{tokens}");
+    assert!(tokens["items"][0]["last_used_at"].is_string(), "{tokens}");
+    let (status, _) = app
+        .delete(&format!("/api/v1/tokens/{}", created["info"]["id"]))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_error(
+        &app.call("GET", "/api/v1/hosts", &operator, None).await,
+        StatusCode::UNAUTHORIZED,
+        "token",
+    );
+    // A new password ends the viewer's sessions.
+    let (status, _) = app
+        .patch(
+            &format!("/api/v1/users/{}", vic["id"]),
+            json!({"password": "vic-new-pass-12345"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(&app, "GET", "/api/v1/hosts", &as_viewer, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -257,6 +257,13 @@ fn serve_walkthrough_tokens_and_graceful_shutdown() {
     let server = Server::start(&data);
     let token_path = data.join("admin.token");
     assert_eq!(mode(&token_path), 0o600);
+    let password_path = data.join("admin.password");
+    assert_eq!(mode(&password_path), 0o600);
+    let admin_password = std::fs::read_to_string(&password_path)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(admin_password.len() >= 16, "{admin_password}");
     for file in ["hostwatch.db", "master.key"] {
         assert_eq!(mode(&data.join(file)), 0o600, "{file}");
     }
@@ -274,6 +281,13 @@ fn serve_walkthrough_tokens_and_graceful_shutdown() {
         !logged.contains(&admin),
         "the log must not contain the token"
     );
+    assert!(logged.contains("admin.password"), "{logged}");
+    assert!(!logged.contains(&admin_password));
+    // The first admin logs in with the password from the file.
+    let login = format!(r#"{{"username":"admin","password":"{admin_password}"}}"#);
+    let (status, body) = http(server.addr, "POST", "/api/v1/session", None, Some(&login));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""role":"admin""#), "{body}");
 
     assert_eq!(http(server.addr, "GET", "/healthz", None, None).0, 200);
     let (status, docs) = http(server.addr, "GET", "/docs", None, None);
@@ -347,6 +361,81 @@ fn serve_walkthrough_tokens_and_graceful_shutdown() {
     // that is a notification.
     assert!(body.contains("\"kind\":\"enrollment_failed\""), "{body}");
     assert!(body.contains("Connection refused"), "{body}");
+
+    // Users and tokens from the command line, against the running service's data.
+    let cli = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cli(
+        &[
+            "user",
+            "create",
+            "alice",
+            "--role",
+            "operator",
+            "--password-stdin",
+        ],
+        "alice-pass-12345\n",
+    );
+    let users = cli(&["user", "list"], "");
+    assert!(
+        users
+            .lines()
+            .any(|l| l.contains("alice") && l.contains("operator")),
+        "{users}"
+    );
+    let login = r#"{"username":"alice","password":"alice-pass-12345"}"#;
+    assert_eq!(
+        http(server.addr, "POST", "/api/v1/session", None, Some(login)).0,
+        200
+    );
+    // A generated password is printed once, and works.
+    let generated = cli(&["user", "passwd", "alice"], "");
+    let login = format!(
+        r#"{{"username":"alice","password":"{}"}}"#,
+        generated.trim()
+    );
+    assert_eq!(
+        http(server.addr, "POST", "/api/v1/session", None, Some(&login)).0,
+        200
+    );
+    let tokens = cli(&["token", "list"], "");
+    let grafana = tokens
+        .lines()
+        .find(|l| l.contains("grafana"))
+        .unwrap_or_else(|| panic!("{tokens}"));
+    assert!(grafana.contains("viewer"), "{grafana}");
+    let id = grafana.split_whitespace().next().unwrap();
+    cli(&["token", "revoke", id], "");
+    assert_eq!(
+        http(server.addr, "GET", "/api/v1/hosts", Some(&reader), None).0,
+        401,
+        "a revoked token is refused at once"
+    );
+    cli(&["user", "delete", "alice"], "");
+    assert!(!cli(&["user", "list"], "").contains("alice"));
 
     server.stop();
     let logged = log(&data);

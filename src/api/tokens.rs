@@ -109,7 +109,7 @@ impl TokensApi {
         &self,
         auth: Auth,
         body: Json<TokenCreate>,
-    ) -> ApiResult<CreateTokenResponse, (BadRequest, Forbidden, NotFound, Invalid)> {
+    ) -> ApiResult<CreateTokenResponse, (BadRequest, Forbidden, Invalid)> {
         auth.require_admin()?;
         let b = body.0;
         crate::validate::name("name", &b.name)?;
