@@ -48,9 +48,13 @@ section whoami
 id -un 2>/dev/null
 
 # Runs the provisioning steps as root: "$@" is the prefix that gets there (env, or sudo -n env).
+# The key goes where the sshd serving this very login reads a user's authorized keys, asked of
+# that sshd itself (`sshd -T` with the configuration and options it was started with), so a
+# site's own AuthorizedKeysFile is honoured; files it reads for every user are never touched.
 provision() {
 	"$@" sh -s <<'PROVISION'
 set -e
+set -f
 if ! id hostwatch >/dev/null 2>&1; then
 	if command -v useradd >/dev/null 2>&1; then
 		useradd -m -s /bin/sh hostwatch
@@ -67,26 +71,117 @@ if command -v usermod >/dev/null 2>&1; then
 fi
 home=$(awk -F: '$1 == "hostwatch" { print $6 }' /etc/passwd)
 [ -n "$home" ] || { echo "no home directory for hostwatch" >&2; exit 1; }
-mkdir -p "$home/.ssh"
-touch "$home/.ssh/authorized_keys"
-if grep -qxF "$HW_PUBKEY" "$home/.ssh/authorized_keys"; then
-	echo "key already installed"
-else
-	printf '%s\n' "$HW_PUBKEY" >>"$home/.ssh/authorized_keys"
-	echo "key installed"
+uid=$(id -u hostwatch)
+group=$(id -gn hostwatch)
+
+# The sshd listener this login came through: the nearest ancestor whose title is the
+# listener's ("sshd: /usr/sbin/sshd -D -f … [listener] …"; older sshd keep their argv).
+cmd=
+pid=$$
+while [ -n "$pid" ] && [ "$pid" -gt 1 ] 2>/dev/null; do
+	title=$(tr '\000' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)
+	case "$title" in
+	"sshd: "*" [listener]"*)
+		cmd=${title#sshd: }
+		cmd=${cmd%% \[listener\]*}
+		break
+		;;
+	/*/sshd\ * | sshd\ *)
+		cmd=$title
+		break
+		;;
+	esac
+	pid=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f2)
+done
+sshd_bin=
+config=
+options=
+if [ -n "$cmd" ]; then
+	set -- $cmd
+	sshd_bin=$1
+	shift
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		-f) config=$2; shift ;;
+		-o) options="$options -o $2"; shift ;;
+		esac
+		shift
+	done
 fi
-chmod 700 "$home/.ssh"
-chmod 600 "$home/.ssh/authorized_keys"
-chown -R hostwatch "$home/.ssh"
+[ -n "$sshd_bin" ] && [ -x "$sshd_bin" ] || sshd_bin=$(command -v sshd || echo /usr/sbin/sshd)
+echo "sshd: $sshd_bin${config:+ -f $config}$options"
+spec="user=hostwatch"
+if [ -n "$HW_CONN" ]; then
+	set -- $HW_CONN
+	[ $# -ge 4 ] && spec="user=hostwatch,addr=$1,laddr=$3,lport=$4"
+fi
+if ! effective=$("$sshd_bin" -T ${config:+-f "$config"} $options -C "$spec" 2>&1); then
+	echo "cannot provision: $sshd_bin -T could not read its configuration: $(printf '%s' "$effective" | tail -n 1)" >&2
+	exit 1
+fi
+files=$(printf '%s\n' "$effective" | awk '$1 == "authorizedkeysfile" { for (i = 2; i <= NF; i++) print $i }')
+echo "sshd reads authorized keys from: $(echo $files)"
+
+# A file for hostwatch alone: relative to its home, or named by %u, %U or %h.
+target=
+for f in $files; do
+	case "$f" in
+	none) ;;
+	/*%[uUh]* | [!/]*) target=$f; break ;;
+	esac
+done
+if [ -z "$target" ]; then
+	if [ -z "$files" ] || [ "$files" = none ]; then
+		echo "cannot provision: this sshd reads no authorized keys file for hostwatch (AuthorizedKeysFile none)" >&2
+	else
+		echo "cannot provision: this sshd reads authorized keys only from $(echo $files), shared by every user; hostwatch will not add its key there" >&2
+	fi
+	exit 1
+fi
+file=$(awk -v f="$target" -v h="$home" -v u=hostwatch -v id="$uid" 'BEGIN {
+	out = ""
+	for (i = 1; i <= length(f); i++) {
+		c = substr(f, i, 1)
+		if (c == "%" && i < length(f)) {
+			i++
+			d = substr(f, i, 1)
+			if (d == "h") out = out h
+			else if (d == "u") out = out u
+			else if (d == "U") out = out id
+			else if (d == "%") out = out "%"
+			else out = out "%" d
+		} else out = out c
+	}
+	if (substr(out, 1, 1) != "/") out = h "/" out
+	print out
+}')
+dir=${file%/*}
+mkdir -p "$dir"
+case "$dir/" in
+"$home"/?*/)
+	# A directory of its own inside the home (like ~/.ssh): the user's, closed to others.
+	chown "hostwatch:$group" "$dir"
+	chmod 700 "$dir"
+	;;
+esac
+touch "$file"
+if grep -qxF "$HW_PUBKEY" "$file"; then
+	echo "key already installed in $file"
+else
+	printf '%s\n' "$HW_PUBKEY" >>"$file"
+	echo "key installed in $file"
+fi
+chown "hostwatch:$group" "$file"
+chmod 600 "$file"
 PROVISION
 }
 
 if [ "${HW_PROVISION:-0}" = 1 ]; then
 	section provision
 	if [ "$(id -u)" = 0 ]; then
-		provision env "HW_PUBKEY=$HW_PUBKEY" && echo "provisioned"
+		provision env "HW_PUBKEY=$HW_PUBKEY" "HW_CONN=$SSH_CONNECTION" 2>&1 && echo "provisioned"
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-		provision sudo -n env "HW_PUBKEY=$HW_PUBKEY" && echo "provisioned"
+		provision sudo -n env "HW_PUBKEY=$HW_PUBKEY" "HW_CONN=$SSH_CONNECTION" 2>&1 && echo "provisioned"
 	else
 		echo "cannot provision: the login is not root and has no passwordless sudo"
 	fi

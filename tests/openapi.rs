@@ -132,13 +132,15 @@ fn closed_sets_are_enums_in_the_spec() {
             "unreachable",
             "auth_failed",
             "host_key_mismatch",
-            "unsupported"
+            "unsupported",
+            "provision_failed"
         ]
     );
     assert_eq!(values("Level"), ["info", "warning", "critical"]);
     assert_eq!(values("NotificationState"), ["firing", "resolved"]);
     assert!(values("Event").contains(&"de-escalated".to_owned()));
     assert!(values("AlertKind").contains(&"host_unreachable".to_owned()));
+    assert!(values("AlertKind").contains(&"provision_failed".to_owned()));
     assert!(values("PollErrorKind").contains(&"probe_failed".to_owned()));
     for (schema, field, enum_name) in [
         ("Host", "status", "HostStatus"),

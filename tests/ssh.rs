@@ -574,6 +574,7 @@ async fn sshd_restart_is_redialled_on_the_next_poll() {
 
 #[tokio::test]
 async fn provisioning_creates_a_user_switches_to_it_and_is_idempotent() {
+    let _user = HOSTWATCH_USER.lock().await;
     let mut sshd = Sshd::start();
     // A user left by an earlier, interrupted run would make this a second provisioning.
     let _ = std::process::Command::new("userdel")
@@ -641,6 +642,166 @@ async fn provisioning_creates_a_user_switches_to_it_and_is_idempotent() {
         .output();
 }
 
+/// The tests that create, use and delete this machine's `hostwatch` user take turns.
+static HOSTWATCH_USER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn remove_hostwatch_user() {
+    let _ = std::process::Command::new("userdel")
+        .args(["-r", "-f", "hostwatch"])
+        .output();
+}
+
+/// The owner, group and mode of a file, as `stat` prints them.
+fn owner_group_mode(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("stat")
+        .args(["-c", "%U:%G %a"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn provisioning_installs_the_key_where_a_custom_authorized_keys_file_says() {
+    let _user = HOSTWATCH_USER.lock().await;
+    remove_hostwatch_user();
+    // Keys kept outside the homes, one file per user: the site's own layout.
+    let sshd = Sshd::start_with_keys_file("{dir}/keys/%u", "");
+    let app = app().await;
+    let id = register(
+        &app,
+        json!({"name": "custom", "address": "127.0.0.1", "port": sshd.port,
+               "username": "hwadmin", "password": PASSWORD, "provision": true}),
+    )
+    .await;
+    let run = wait_enrollment(&app, id).await;
+    assert_eq!(
+        (run["ok"].as_bool(), run["provisioned"].as_bool()),
+        (Some(true), Some(true)),
+        "{run}"
+    );
+    let file = sshd.dir.path().join("keys/hostwatch");
+    let out = run["stdout"].as_str().unwrap();
+    assert!(
+        out.contains(&format!("key installed in {}", file.display())),
+        "{out}"
+    );
+    assert_eq!(owner_group_mode(&file), "hostwatch:hostwatch 600");
+    assert!(
+        !std::path::Path::new("/home/hostwatch/.ssh/authorized_keys").exists(),
+        "the default place, which this sshd does not read, is left alone"
+    );
+    let (_, host) = app.get(&format!("/api/v1/hosts/{id}")).await;
+    assert_eq!(
+        (host["username"].as_str(), host["status"].as_str()),
+        (Some("hostwatch"), Some("ok")),
+        "{host}"
+    );
+    let (status, body) = poll(&app, id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(sshd.log().contains("Accepted publickey for hostwatch"));
+    remove_hostwatch_user();
+}
+
+#[tokio::test]
+async fn provisioning_that_cannot_work_is_provision_failed_and_a_retry_completes_it() {
+    let _user = HOSTWATCH_USER.lock().await;
+    remove_hostwatch_user();
+    // This sshd reads no key file for hostwatch: a key can be installed nowhere.
+    let mut sshd = Sshd::start_with("Match User hostwatch\n    AuthorizedKeysFile none");
+    let app = app().await;
+    let id = register(
+        &app,
+        json!({"name": "nokeys", "address": "127.0.0.1", "port": sshd.port,
+               "username": "hwadmin", "password": PASSWORD, "provision": true}),
+    )
+    .await;
+    let run = wait_enrollment(&app, id).await;
+    assert_eq!(run["ok"], false, "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("AuthorizedKeysFile none"), "{error}");
+    let (_, host) = app.get(&format!("/api/v1/hosts/{id}")).await;
+    assert_eq!(host["status"], "provision_failed", "{host}");
+    let message = host["status_message"].as_str().unwrap();
+    assert!(
+        message.contains("AuthorizedKeysFile none") && message.contains("hwadmin"),
+        "{message}"
+    );
+    // Polls go on with the bootstrap login, and the status stays visible.
+    let (status, body) = poll(&app, id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, host) = app.get(&format!("/api/v1/hosts/{id}")).await;
+    assert_eq!(
+        (
+            host["status"].as_str(),
+            host["username"].as_str(),
+            host["auth_method"].as_str()
+        ),
+        (Some("provision_failed"), Some("hwadmin"), Some("password")),
+        "{host}"
+    );
+    let fired: Vec<Value> = notifications(&app, id)
+        .await
+        .into_iter()
+        .filter(|n| n["kind"] == "provision_failed")
+        .collect();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(
+        (fired[0]["level"].as_str(), fired[0]["event"].as_str()),
+        (Some("warning"), Some("fired"))
+    );
+    // A retry that fails the same way says nothing new.
+    let (status, again) = app
+        .post(&format!("/api/v1/hosts/{id}/enroll"), json!({}))
+        .await;
+    assert_eq!(
+        (status, again["ok"].as_bool()),
+        (StatusCode::OK, Some(false)),
+        "{again}"
+    );
+    // The operator fixes sshd; the retry completes provisioning, once.
+    sshd.set_extra_config("");
+    sshd.restart();
+    let (status, fixed) = app
+        .post(&format!("/api/v1/hosts/{id}/enroll"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fixed}");
+    assert_eq!(
+        (fixed["ok"].as_bool(), fixed["provisioned"].as_bool()),
+        (Some(true), Some(true)),
+        "{fixed}"
+    );
+    let (_, host) = app.get(&format!("/api/v1/hosts/{id}")).await;
+    assert_eq!(
+        (host["status"].as_str(), host["username"].as_str()),
+        (Some("ok"), Some("hostwatch")),
+        "{host}"
+    );
+    let events: Vec<(String, String)> = notifications(&app, id)
+        .await
+        .into_iter()
+        .filter(|n| n["kind"] == "provision_failed")
+        .map(|n| {
+            (
+                n["event"].as_str().unwrap().to_owned(),
+                n["level"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events.contains(&("resolved".into(), "warning".into())),
+        "{events:?}"
+    );
+    assert_eq!(
+        owner_group_mode(std::path::Path::new("/home/hostwatch/.ssh")),
+        "hostwatch:hostwatch 700"
+    );
+    let (status, body) = poll(&app, id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    remove_hostwatch_user();
+}
+
 #[tokio::test]
 async fn provisioning_without_root_says_why() {
     let sshd = Sshd::start();
@@ -660,11 +821,18 @@ async fn provisioning_without_root_says_why() {
             .contains("no passwordless sudo"),
         "{run}"
     );
-    // The host is still enrolled and polled with its own login.
+    // The host is still enrolled and polled with its own login, visibly.
     let (status, body) = poll(&app, id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, host) = app.get(&format!("/api/v1/hosts/{id}")).await;
     assert_eq!(host["username"], "hwtest");
+    assert_eq!(host["status"], "provision_failed");
+    assert!(
+        notifications(&app, id)
+            .await
+            .iter()
+            .any(|n| n["kind"] == "provision_failed")
+    );
 }
 
 #[tokio::test]

@@ -75,6 +75,9 @@ text_enum! {
         HostKeyMismatch = "host_key_mismatch",
         /// Not a Linux host with /proc; not polled.
         Unsupported = "unsupported",
+        /// Provisioning the `hostwatch` user failed; polls go on with the bootstrap login
+        /// until a retried enrollment completes it.
+        ProvisionFailed = "provision_failed",
     }
 }
 
@@ -83,6 +86,12 @@ impl HostStatus {
     /// notification of their own (`auth_failed`, `host_key_mismatch`).
     pub fn is_alerting(self) -> bool {
         matches!(self, Self::AuthFailed | Self::HostKeyMismatch)
+    }
+
+    /// Statuses a successful poll leaves in place: they are about the host's setup, not
+    /// about reaching it (`provision_failed` holds while polls work with the bootstrap login).
+    pub fn survives_polls(self) -> bool {
+        matches!(self, Self::ProvisionFailed)
     }
 }
 
@@ -126,6 +135,8 @@ text_enum! {
         CertExpiry = "cert_expiry",
         /// Enrollment of a host failed.
         EnrollmentFailed = "enrollment_failed",
+        /// Provisioning the `hostwatch` user on a host failed.
+        ProvisionFailed = "provision_failed",
     }
 }
 
@@ -135,7 +146,16 @@ impl AlertKind {
         match status {
             HostStatus::AuthFailed => Some(Self::AuthFailed),
             HostStatus::HostKeyMismatch => Some(Self::HostKeyMismatch),
+            HostStatus::ProvisionFailed => Some(Self::ProvisionFailed),
             _ => None,
+        }
+    }
+
+    /// The level a status alert fires at (and resolves with).
+    pub fn status_level(self) -> Level {
+        match self {
+            Self::ProvisionFailed => Level::Warning,
+            _ => Level::Critical,
         }
     }
 }

@@ -302,6 +302,30 @@ pub mod status {
         )
     }
 
+    /// Provisioning the `hostwatch` user failed; the bootstrap login stays in use.
+    pub fn provision_failed(
+        name: &str,
+        place: Place<'_>,
+        host_id: i64,
+        reason: &str,
+    ) -> (String, String) {
+        (
+            format!("Provisioning of {name} failed"),
+            format!(
+                "{name} ({place}): {reason}. Polls go on with the bootstrap login; fix the host \
+                 and retry with POST /api/v1/hosts/{host_id}/enroll."
+            ),
+        )
+    }
+
+    /// Provisioning completed after it had failed.
+    pub fn provisioned(name: &str) -> (String, String) {
+        (
+            format!("{name} is provisioned"),
+            format!("{name} is polled as the user hostwatch with the service's key now."),
+        )
+    }
+
     /// Enrollment failed.
     pub fn enrollment_failed(name: &str, place: Place<'_>, error: &str) -> (String, String) {
         (

@@ -122,10 +122,7 @@ pub(super) async fn enroll(
 
     if let (Some(f), None) = (&facts, &run.error) {
         enrollment::record_facts(&link.db, &host, f).await?;
-        if f.supported() && host.status != HostStatus::Ok {
-            link.leave_status(&host, text::status::enrolled(&host.name))
-                .await?;
-        }
+        let mut provision_error = None;
         if f.supported() && provision {
             match (&f.provision, &service_key) {
                 (Some(report), Some((private, public)))
@@ -145,23 +142,38 @@ pub(super) async fn enroll(
                             run.provisioned = true;
                         }
                         Err(e) => {
-                            run.error = Some(format!(
-                                "provisioning: the new login as hostwatch does not work: {e}"
+                            provision_error = Some(format!(
+                                "the key was installed but the login as hostwatch does not work: {e}"
                             ))
                         }
                     }
                 }
                 (report, _) => {
-                    run.error = Some(format!(
-                        "provisioning: {}",
+                    provision_error = Some(
                         report
                             .as_deref()
-                            .and_then(|r| r.lines().last())
-                            .unwrap_or("no report from the host")
-                    ));
+                            .and_then(|r| r.lines().rev().find(|l| !l.trim().is_empty()))
+                            .unwrap_or("the host printed no provisioning report")
+                            .to_owned(),
+                    );
                 }
             }
         }
+        if f.supported() {
+            match &provision_error {
+                Some(reason) => provision_failed(link, &prepared, reason).await?,
+                None if host.status == HostStatus::ProvisionFailed && run.provisioned => {
+                    link.leave_status(&host, text::status::provisioned(&host.name))
+                        .await?
+                }
+                None if host.status != HostStatus::Ok => {
+                    link.leave_status(&host, text::status::enrolled(&host.name))
+                        .await?
+                }
+                None => {}
+            }
+        }
+        run.error = provision_error.map(|e| format!("provisioning: {e}"));
     }
     run.finished_at = now_ms();
     run.duration_ms = started.elapsed().as_millis() as i64;
@@ -191,7 +203,7 @@ pub(super) async fn enroll(
     if let Some(message) = error {
         let reported_elsewhere = hosts::find(&link.db, host_id)
             .await?
-            .is_some_and(|h| h.status.is_alerting());
+            .is_some_and(|h| h.status.is_alerting() || h.status == HostStatus::ProvisionFailed);
         if previous_ok && !reported_elsewhere {
             let (title, body) =
                 text::status::enrollment_failed(&host.name, prepared.place(), &message);
@@ -201,6 +213,47 @@ pub(super) async fn enroll(
         }
     }
     Ok(stored)
+}
+
+/// Puts the host in `provision_failed` with the reason, and fires a warning on the way in
+/// (a retry that fails again says nothing new). The bootstrap login stays stored and in use.
+async fn provision_failed(
+    link: &Link,
+    prepared: &super::Prepared,
+    reason: &str,
+) -> Result<(), Error> {
+    let host = &prepared.host;
+    tracing::warn!(
+        host_id = host.id,
+        host = %crate::logs::Untrusted(&host.name),
+        reason = %crate::logs::Untrusted(reason),
+        "provisioning failed; polls go on with the bootstrap login"
+    );
+    let message = format!(
+        "provisioning failed: {reason}; polls go on as {} (the bootstrap login)",
+        host.username
+    );
+    ssh_store::set_status(
+        &link.db,
+        host.id,
+        HostStatus::ProvisionFailed,
+        Some(message),
+    )
+    .await?;
+    if host.status != HostStatus::ProvisionFailed {
+        let (title, body) =
+            text::status::provision_failed(&host.name, prepared.place(), host.id, reason);
+        let key = AlertKey::new(Subject::Host(host.id), AlertKind::ProvisionFailed, "", "");
+        link.notify(Notice::new(
+            key,
+            AlertKind::ProvisionFailed.status_level(),
+            Event::Fired,
+            title,
+            body,
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// Logs in as `hostwatch` with the service key and checks who we are.

@@ -315,7 +315,7 @@ impl Link {
             let key = AlertKey::new(Subject::Host(host.id), kind, "", "");
             self.notify(Notice::new(
                 key,
-                Level::Critical,
+                kind.status_level(),
                 Event::Resolved,
                 title,
                 message,

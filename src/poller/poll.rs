@@ -61,7 +61,8 @@ pub(super) fn plan(
     let snapshot_json: Arc<str> = serde_json::to_string(&snapshot)
         .expect("snapshot serialises")
         .into();
-    let status_to_clear = host.status != HostStatus::Ok || host.status_message.is_some();
+    let status_to_clear = !host.status.survives_polls()
+        && (host.status != HostStatus::Ok || host.status_message.is_some());
     let rows_due =
         status_to_clear || row_written_at.is_none_or(|at| now_ms - at >= LATEST_ROW_EVERY_MS);
     let latest = rows_due.then(|| LatestRow {
@@ -289,7 +290,10 @@ impl Poller {
             });
         });
         publish(&self.link.hub, &written);
-        if prepared.host.status != HostStatus::Ok {
+        let status = prepared.host.status;
+        if status.survives_polls() {
+            // Kept until the enrollment that clears it.
+        } else if status != HostStatus::Ok {
             // The cached host row still says the old status.
             self.link.cache.invalidate(host_id);
             let host = &prepared.host;

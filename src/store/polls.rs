@@ -252,9 +252,21 @@ async fn write_host_times(
             .value(Host::LastOkAt, ok)
             .and_where(Host::Id.is_in(chunk.iter().map(|r| r.host_id)));
         if mark_ok {
+            // A status about the host's setup stays (see `HostStatus::survives_polls`).
+            let kept = || Expr::col(Host::Status).eq(HostStatus::ProvisionFailed.as_str());
             update
-                .value(Host::Status, HostStatus::Ok.as_str())
-                .value(Host::StatusMessage, Option::<String>::None);
+                .value(
+                    Host::Status,
+                    CaseStatement::new()
+                        .case(kept(), Expr::col(Host::Status))
+                        .finally(HostStatus::Ok.as_str()),
+                )
+                .value(
+                    Host::StatusMessage,
+                    CaseStatement::new()
+                        .case(kept(), Expr::col(Host::StatusMessage))
+                        .finally(Option::<String>::None),
+                );
         }
         db.execute(&update).await?;
     }

@@ -75,6 +75,8 @@ pub struct Sshd {
     child: Option<Child>,
     host_key: PathBuf,
     extra_config: String,
+    /// `AuthorizedKeysFile`'s value; `{dir}` stands for the sshd's directory.
+    keys_file: String,
 }
 
 impl Sshd {
@@ -102,16 +104,33 @@ impl Sshd {
             child: None,
             host_key,
             extra_config: extra_config.to_owned(),
+            keys_file: "{dir}/authorized_keys .ssh/authorized_keys".to_owned(),
         };
         sshd.spawn();
         sshd
     }
 
+    /// Starts sshd reading authorized keys from `keys_file` (`{dir}` stands for its own
+    /// directory, which is opened to every user so that they can read files in it).
+    pub fn start_with_keys_file(keys_file: &str, extra_config: &str) -> Self {
+        let mut sshd = Self::start_with(extra_config);
+        sshd.keys_file = keys_file.to_owned();
+        run(Command::new("chmod").arg("755").arg(sshd.dir.path()));
+        sshd.restart();
+        sshd
+    }
+
+    /// Replaces the extra config lines (takes effect at the next restart).
+    pub fn set_extra_config(&mut self, extra_config: &str) {
+        self.extra_config = extra_config.to_owned();
+    }
+
     fn config(&self) -> String {
         let d = self.dir.path().display();
+        let keys_file = self.keys_file.replace("{dir}", &d.to_string());
         format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {d}/sshd.pid\n\
-             AuthorizedKeysFile {d}/authorized_keys .ssh/authorized_keys\nUsePAM no\nStrictModes no\n\
+             AuthorizedKeysFile {keys_file}\nUsePAM no\nStrictModes no\n\
              PasswordAuthentication yes\nPubkeyAuthentication yes\nKbdInteractiveAuthentication no\n\
              PermitRootLogin no\nMaxStartups 100\nMaxSessions 20\nLogLevel VERBOSE\nUseDNS no\n{extra}\n",
             port = self.port,
