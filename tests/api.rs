@@ -506,6 +506,46 @@ async fn malformed_bodies_are_client_errors(app: TestApp) {
         assert!(resp.0.is_client_error(), "{body}: {}", resp.0);
         assert!(resp.1["error"].is_string() && resp.1["message"].is_string());
     }
+    // The field is named, as the rest of the API names fields.
+    let mut missing = key_host("m");
+    missing.as_object_mut().unwrap().remove("address");
+    assert_error(
+        &app.post("/api/v1/hosts", missing).await,
+        StatusCode::BAD_REQUEST,
+        "address: required",
+    );
+    let mut mistyped = key_host("t");
+    mistyped["port"] = json!("22");
+    assert_error(
+        &app.post("/api/v1/hosts", mistyped).await,
+        StatusCode::BAD_REQUEST,
+        "port: must be an integer",
+    );
+    let mut out_of_range = key_host("r");
+    out_of_range["port"] = json!(70000);
+    assert_error(
+        &app.post("/api/v1/hosts", out_of_range).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "port: must be 1 to 65535",
+    );
+    assert_error(
+        &app.post("/api/v1/url-checks", json!({"url": "http://127.0.0.1/"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "name: required",
+    );
+    // A body without a JSON content type is refused with the status the spec lists.
+    let resp = app
+        .client
+        .post("/api/v1/hosts")
+        .header("authorization", format!("Bearer {}", app.admin))
+        .body(key_host("no-type").to_string())
+        .send()
+        .await
+        .0;
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let body: Value = serde_json::from_str(&resp.into_body().into_string().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "unsupported_media_type", "{body}");
     let mut unknown = key_host("u");
     unknown["sudo_password"] = json!("x");
     assert_error(

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Backend, TestApp};
+use common::{Backend, TestApp, assert_error};
 use hostwatch::urlcheck::{
     StatusSet,
     runner::{CheckSpec, HostResolver, UrlChecker},
@@ -108,12 +108,14 @@ fn now() -> time::OffsetDateTime {
 }
 
 fn test_ca() -> TestCa {
+    test_ca_named("hostwatch test CA")
+}
+
+fn test_ca_named(name: &str) -> TestCa {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "hostwatch test CA");
+    params.distinguished_name.push(DnType::CommonName, name);
     params.not_before = now() - time::Duration::days(1);
     params.not_after = now() + time::Duration::days(365);
     let pem = params.self_signed(&key).unwrap().pem();
@@ -329,6 +331,8 @@ async fn dns_failure_is_its_own_error() {
         follow_redirects: true,
         check_tls: true,
         ca_pem: None,
+        tls_verify: true,
+        tls_fingerprint: None,
     };
     let out = checker
         .check(&spec(format!("http://no-such-host.test:{port}/status/200")))
@@ -465,22 +469,54 @@ async fn broken_certificates_still_report_their_dates() {
         (
             "self-signed",
             leaf(None, &["localhost"], -1, 30),
-            "not signed by a trusted CA",
+            "self-signed certificate",
+        ),
+        (
+            // What `openssl req -x509` makes: a CA certificate served as the server's own,
+            // refused even when it is given as the trusted CA.
+            "self-signed-ca",
+            {
+                let (der, key, _) = self_signed_ca_style(&["localhost"], 30);
+                (vec![der], key)
+            },
+            "self-signed certificate",
+        ),
+        (
+            "unknown-issuer",
+            leaf(
+                Some(&test_ca_named("a CA nobody trusts")),
+                &["localhost"],
+                -1,
+                30,
+            ),
+            "unknown issuer",
         ),
         (
             "wrong-name",
             leaf(Some(&ca), &["other.example"], -1, 30),
-            "not valid for this host name",
+            "name mismatch",
         ),
     ];
     for (name, (chain, key), reason) in cases {
+        // The self-signed CA-style certificate is given as the trusted CA itself.
+        let ca_pem = if name == "self-signed-ca" {
+            pem_of(&chain[0])
+        } else {
+            ca.pem.clone()
+        };
         let port = https_server(chain, key).await;
         let id = create(
             &app,
-            json!({"name": name, "url": format!("https://localhost:{port}/"), "ca_pem": ca.pem}),
+            json!({"name": name, "url": format!("https://localhost:{port}/"),
+                   "ca_pem": ca_pem}),
         )
         .await;
         let r = run(&app, id).await;
+        let error = r["error"].as_str().unwrap();
+        assert!(
+            !error.contains("Other(") && !error.contains("CaUsedAsEndEntity"),
+            "plain words, not debug text: {error}"
+        );
         assert_eq!(
             (
                 r["ok"].as_bool(),
@@ -509,6 +545,149 @@ async fn broken_certificates_still_report_their_dates() {
             assert_eq!(notes(&app, id, "cert_expiry").await, ["fired:critical"]);
         }
     }
+}
+
+/// A self-signed certificate marked as a CA, for `names` and valid for `to_days`: its DER,
+/// key and PEM.
+fn self_signed_ca_style(
+    names: &[&str],
+    to_days: i64,
+) -> (CertificateDer<'static>, PrivateKeyDer<'static>, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    params.not_before = now() - time::Duration::days(1);
+    params.not_after = now() + time::Duration::days(to_days);
+    let cert = params.self_signed(&key).unwrap();
+    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    (cert.der().clone(), key_der, cert.pem())
+}
+
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(der))
+}
+
+#[tokio::test]
+async fn self_signed_services_are_monitored_with_tls_verify_off_or_a_pinned_fingerprint() {
+    let app = app().await;
+    // An internal service with a self-signed certificate ending in two days.
+    let (der, key, _) = self_signed_ca_style(&["localhost"], 2);
+    let fingerprint = sha256_hex(&der);
+    let port = https_server(vec![der], key).await;
+    let url = format!("https://localhost:{port}/");
+
+    let unverified = create(
+        &app,
+        json!({"name": "internal", "url": url, "tls_verify": false}),
+    )
+    .await;
+    for _ in 0..2 {
+        let r = run(&app, unverified).await;
+        assert_eq!(
+            (r["ok"].as_bool(), r["status"].as_i64()),
+            (Some(true), Some(200)),
+            "{r}"
+        );
+        // The certificate is still read and reported, the chain's verdict included.
+        let days = r["days_left"].as_f64().unwrap();
+        assert!((1.9..=2.01).contains(&days), "{r}");
+        assert_eq!(r["fingerprint"], fingerprint.as_str());
+        assert!(r["subject"].as_str().unwrap().contains("localhost"), "{r}");
+        assert_eq!(r["chain_valid"], false);
+        assert!(
+            r["chain_error"]
+                .as_str()
+                .unwrap()
+                .contains("self-signed certificate"),
+            "{r}"
+        );
+    }
+    // Near expiry, it alerts (once), and the check itself stays up.
+    assert_eq!(
+        notes(&app, unverified, "cert_expiry").await,
+        ["fired:critical"]
+    );
+    assert!(notes(&app, unverified, "url_status").await.is_empty());
+
+    // Pinned: this certificate is trusted, with the chain required otherwise.
+    let colons = fingerprint
+        .as_bytes()
+        .chunks(2)
+        .map(|p| std::str::from_utf8(p).unwrap().to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(":");
+    let (status, pinned_check) = app
+        .post(
+            "/api/v1/url-checks",
+            json!({"name": "pinned", "url": url, "tls_fingerprint": colons}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{pinned_check}");
+    assert_eq!(
+        pinned_check["tls_fingerprint"],
+        fingerprint.as_str(),
+        "stored normalized"
+    );
+    let pinned = pinned_check["id"].as_i64().unwrap();
+    let r = run(&app, pinned).await;
+    assert_eq!(r["ok"], true, "{r}");
+    // Another certificate on the same service is refused by the pin.
+    let wrong = "00".repeat(32);
+    app.patch(
+        &format!("/api/v1/url-checks/{pinned}"),
+        json!({"tls_fingerprint": wrong}),
+    )
+    .await;
+    let r = run(&app, pinned).await;
+    assert_eq!(
+        (r["ok"].as_bool(), r["error_kind"].as_str()),
+        (Some(false), Some("tls")),
+        "{r}"
+    );
+    assert!(
+        r["error"].as_str().unwrap().contains("is not the pinned"),
+        "{r}"
+    );
+    assert_error(
+        &app.patch(
+            &format!("/api/v1/url-checks/{pinned}"),
+            json!({"tls_fingerprint": "abc"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "tls_fingerprint",
+    );
+    // Verified (the default), the same service fails in plain words.
+    let strict = create(&app, json!({"name": "strict", "url": url})).await;
+    let r = run(&app, strict).await;
+    assert_eq!(r["ok"], false);
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("self-signed certificate"),
+        "{r}"
+    );
 }
 
 #[tokio::test]

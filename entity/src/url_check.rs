@@ -19,6 +19,10 @@ pub struct Model {
     pub enabled: bool,
     /// Extra trusted CA certificates (PEM).
     pub ca_pem: Option<String>,
+    /// Whether the request needs a certificate chain that validates.
+    pub tls_verify: bool,
+    /// A pinned leaf certificate: SHA-256 of its DER, lowercase hex; trusted whatever signs it.
+    pub tls_fingerprint: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }

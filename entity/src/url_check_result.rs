@@ -25,6 +25,8 @@ pub struct Model {
     pub tls_serial: Option<String>,
     pub chain_valid: Option<bool>,
     pub chain_error: Option<String>,
+    /// SHA-256 of the leaf certificate's DER, lowercase hex.
+    pub tls_fingerprint: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,7 @@ mod m20261122_000007_alert_state_owners;
 mod m20261201_000008_enrollment_repeats;
 mod m20261201_000009_cluster;
 mod m20261201_000010_accounts;
+mod m20261201_000011_url_tls;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_enrollment_repeats::Migration),
             Box::new(m20261201_000009_cluster::Migration),
             Box::new(m20261201_000010_accounts::Migration),
+            Box::new(m20261201_000011_url_tls::Migration),
         ]
     }
 }

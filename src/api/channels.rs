@@ -19,7 +19,7 @@ use poem_openapi::{
 use crate::{
     api::{
         ApiResult, ApiTags, Auth,
-        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
+        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType},
         ts,
     },
     channel::{
@@ -104,6 +104,8 @@ impl ChannelSettingsInput {
 #[derive(Object)]
 #[oai(deny_unknown_fields)]
 pub struct ChannelCreate {
+    /// Unique display name, 1 to 100 characters.
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: String,
     pub kind: ChannelKind,
     pub settings: ChannelSettingsInput,
@@ -122,6 +124,7 @@ pub struct ChannelCreate {
 #[derive(Object)]
 #[oai(deny_unknown_fields)]
 pub struct ChannelUpdate {
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: Option<String>,
     pub kind: Option<ChannelKind>,
     pub settings: Option<ChannelSettingsInput>,
@@ -298,7 +301,16 @@ impl ChannelsApi {
         &self,
         auth: Auth,
         body: Json<ChannelCreate>,
-    ) -> ApiResult<CreateChannelResponse, (BadRequest, Forbidden, Conflict, Invalid)> {
+    ) -> ApiResult<
+        CreateChannelResponse,
+        (
+            BadRequest,
+            Forbidden,
+            Conflict,
+            Invalid,
+            UnsupportedMediaType,
+        ),
+    > {
         auth.require_write()?;
         let b = body.0;
         let (public, secret) = b.settings.split();
@@ -364,7 +376,17 @@ impl ChannelsApi {
         auth: Auth,
         id: Path<i64>,
         body: Json<ChannelUpdate>,
-    ) -> ApiResult<ChannelResponse, (BadRequest, Forbidden, NotFound, Conflict, Invalid)> {
+    ) -> ApiResult<
+        ChannelResponse,
+        (
+            BadRequest,
+            Forbidden,
+            NotFound,
+            Conflict,
+            Invalid,
+            UnsupportedMediaType,
+        ),
+    > {
         auth.require_write()?;
         let current = store::settings_of(&self.0.secrets, &store::get(&self.0.db, id.0).await?)?;
         let b = body.0;

@@ -48,6 +48,9 @@ enum AllErrors {
     /// it (`error` is `refused`).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The body is not sent as JSON (`Content-Type: application/json`).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// A value was read but is not acceptable; the message says which field and why.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
@@ -97,6 +100,8 @@ pub mod status {
         Conflict = 409,
         /// 422: a value is not acceptable.
         Invalid = 422,
+        /// 415: the body is not sent as JSON.
+        UnsupportedMediaType = 415,
         /// 502: the host did not answer properly over SSH.
         BadGateway = 502,
     }
@@ -123,6 +128,7 @@ statuses_for_tuples! {
     (A, B, C, D)
     (A, B, C, D, E)
     (A, B, C, D, E, F)
+    (A, B, C, D, E, F, G)
 }
 
 /// Statuses every operation can answer: 401 (every operation needs a token) and 500.

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use poem::{
     Body, Endpoint, IntoResponse, Request, Response,
     http::{HeaderValue, Method, StatusCode, header},
@@ -20,8 +20,11 @@ use poem::{
 
 use entity::types::Role;
 
+use poem_openapi::error::ParseRequestPayloadError;
+
 use super::{
     auth::SESSION_COOKIE,
+    body_errors,
     error::{UNAUTHORIZED_MESSAGE, refusal},
 };
 use crate::{
@@ -164,8 +167,9 @@ async fn authenticate_write(req: &mut Request) -> Result<(), Response> {
     Ok(())
 }
 
-/// Reads the body into memory within the limits.
-async fn bounded_body(req: &mut Request, limits: RequestLimits) -> Result<(), Response> {
+/// Reads the body into memory within the limits; returns a copy (shared, not copied) to
+/// explain a body that does not parse.
+async fn bounded_body(req: &mut Request, limits: RequestLimits) -> Result<Option<Bytes>, Response> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -181,9 +185,8 @@ async fn bounded_body(req: &mut Request, limits: RequestLimits) -> Result<(), Re
     if declared.is_some_and(|n| n > limits.max_body as u64) {
         return Err(too_large());
     }
-    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-    if declared.is_none_or(|n| n == 0) && !chunked {
-        return Ok(());
+    if declared == Some(0) {
+        return Ok(None);
     }
     let mut stream = req.take_body().into_bytes_stream();
     let read = async {
@@ -206,8 +209,8 @@ async fn bounded_body(req: &mut Request, limits: RequestLimits) -> Result<(), Re
     };
     match tokio::time::timeout(limits.body_timeout, read).await {
         Ok(Ok(bytes)) => {
-            req.set_body(Body::from_bytes(bytes));
-            Ok(())
+            req.set_body(Body::from_bytes(bytes.clone()));
+            Ok(Some(bytes))
         }
         Ok(Err(refused)) => Err(refused),
         Err(_) => Err(refusal(
@@ -233,11 +236,31 @@ pub async fn guard<E: Endpoint>(
         log_refusal(&req, refused.status(), "not authorized to write");
         return Ok(refused);
     }
-    if let Err(refused) = bounded_body(&mut req, limits).await {
-        log_refusal(&req, refused.status(), "body over the limit or too slow");
-        return Ok(refused);
+    let body = match bounded_body(&mut req, limits).await {
+        Ok(body) => body,
+        Err(refused) => {
+            log_refusal(&req, refused.status(), "body over the limit or too slow");
+            return Ok(refused);
+        }
+    };
+    match next.call(req).await {
+        Ok(resp) => Ok(resp.into_response()),
+        Err(err) => {
+            let explained = err
+                .downcast_ref::<ParseRequestPayloadError>()
+                .and_then(|e| {
+                    body_errors::explain(
+                        super::spec_value(),
+                        &e.reason,
+                        body.as_deref().unwrap_or(b""),
+                    )
+                });
+            match explained {
+                Some(x) => Ok(refusal(x.status, x.code, x.message)),
+                None => Err(err),
+            }
+        }
     }
-    next.call(req).await.map(IntoResponse::into_response)
 }
 
 /// Adds the security headers to every response.

@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::{
     api::{
         ApiResult, ApiTags, Auth,
-        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
+        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType},
         ts,
     },
     error::{Error, Result},
@@ -33,14 +33,20 @@ use crate::{
 #[derive(Object)]
 #[oai(deny_unknown_fields)]
 pub struct HostCreate {
-    /// Unique display name.
+    /// Unique display name, 1 to 100 characters.
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: String,
     /// IP address or DNS name.
+    #[oai(validator(min_length = 1, max_length = 253))]
     pub address: String,
-    /// SSH port.
-    #[oai(default = "default_port")]
+    /// SSH port, 1 to 65535.
+    #[oai(
+        default = "default_port",
+        validator(minimum(value = "1"), maximum(value = "65535"))
+    )]
     pub port: u32,
     /// Login name on the host.
+    #[oai(validator(min_length = 1, max_length = 32))]
     pub username: String,
     /// OpenSSH or PEM private key text. Write-only.
     #[oai(write_only)]
@@ -80,9 +86,13 @@ fn default_true() -> bool {
 #[derive(Object)]
 #[oai(deny_unknown_fields)]
 pub struct HostUpdate {
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: Option<String>,
+    #[oai(validator(min_length = 1, max_length = 253))]
     pub address: Option<String>,
+    #[oai(validator(minimum(value = "1"), maximum(value = "65535")))]
     pub port: Option<u32>,
+    #[oai(validator(min_length = 1, max_length = 32))]
     pub username: Option<String>,
     /// Write-only.
     #[oai(write_only)]
@@ -413,7 +423,16 @@ impl HostsApi {
         &self,
         auth: Auth,
         body: Json<HostCreate>,
-    ) -> ApiResult<CreateHostResponse, (BadRequest, Forbidden, Conflict, Invalid)> {
+    ) -> ApiResult<
+        CreateHostResponse,
+        (
+            BadRequest,
+            Forbidden,
+            Conflict,
+            Invalid,
+            UnsupportedMediaType,
+        ),
+    > {
         auth.require_write()?;
         let new = body.0.validate()?;
         let view = self.0.registry.create_host(new).await?;
@@ -477,7 +496,17 @@ impl HostsApi {
         auth: Auth,
         id: Path<i64>,
         body: Json<HostUpdate>,
-    ) -> ApiResult<HostResponse, (BadRequest, Forbidden, NotFound, Conflict, Invalid)> {
+    ) -> ApiResult<
+        HostResponse,
+        (
+            BadRequest,
+            Forbidden,
+            NotFound,
+            Conflict,
+            Invalid,
+            UnsupportedMediaType,
+        ),
+    > {
         auth.require_write()?;
         let changes = body.0.validate()?;
         let updated = self.0.registry.update_host(id.0, changes).await?;

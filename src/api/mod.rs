@@ -5,6 +5,7 @@
 //! hosts over SSH through the poller, never directly.
 
 pub mod auth;
+pub mod body_errors;
 pub mod channels;
 pub mod docs;
 pub mod error;
@@ -99,6 +100,12 @@ pub fn service(state: Services) -> OpenApiService<Apis, ()> {
 pub fn spec_json() -> String {
     // The spec does not depend on the state's contents; a lazy connection is never used.
     service_for_spec().spec()
+}
+
+/// The spec as JSON, parsed once (the request guard reads schemas from it).
+pub fn spec_value() -> &'static serde_json::Value {
+    static SPEC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    SPEC.get_or_init(|| serde_json::from_str(&spec_json()).expect("the spec is JSON"))
 }
 
 fn service_for_spec() -> OpenApiService<Apis, ()> {

@@ -13,7 +13,7 @@ use crate::{
         ApiResult, ApiTags, Auth,
         auth::SESSION_COOKIE,
         guard::session_cookie,
-        status::{BadRequest, Forbidden},
+        status::{BadRequest, Forbidden, Invalid, UnsupportedMediaType},
         ts,
     },
     error::Error,
@@ -116,7 +116,7 @@ impl SessionApi {
         &self,
         req: &Request,
         body: Json<Login>,
-    ) -> ApiResult<LoginResponse, (BadRequest, Forbidden)> {
+    ) -> ApiResult<LoginResponse, (BadRequest, Forbidden, Invalid, UnsupportedMediaType)> {
         if !acceptable_origin(req) {
             return Err(
                 Error::Forbidden("a login must come from this service's own pages".into()).into(),

@@ -9,7 +9,7 @@ use crate::{
     alerts::{self, HOST_METRICS, MetricSpec, URL_METRICS},
     api::{
         ApiResult, ApiTags, Auth,
-        status::{BadRequest, Forbidden, Invalid, NotFound},
+        status::{BadRequest, Forbidden, Invalid, NotFound, UnsupportedMediaType},
         ts,
     },
     error::{Error, Result},
@@ -64,10 +64,13 @@ pub struct ThresholdPut {
     pub warning: Option<f64>,
     pub critical: Option<f64>,
     /// 1 to 100; default 1.
+    #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
     pub for_polls: Option<i32>,
     /// 0 or more; default 5.
+    #[oai(validator(minimum(value = "0")))]
     pub hysteresis: Option<f64>,
     /// 60 or more; default none.
+    #[oai(validator(minimum(value = "60")))]
     pub repeat_seconds: Option<i32>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -163,7 +166,16 @@ impl ThresholdsApi {
         id: Path<i64>,
         metric: Path<String>,
         body: Json<ThresholdPut>,
-    ) -> ApiResult<PutThresholdResponse, (BadRequest, Forbidden, NotFound, Invalid)> {
+    ) -> ApiResult<
+        PutThresholdResponse,
+        (
+            BadRequest,
+            Forbidden,
+            NotFound,
+            Invalid,
+            UnsupportedMediaType,
+        ),
+    > {
         auth.require_write()?;
         hosts::get(&self.0.db, id.0).await?;
         let settings = body.0.validate(HOST_METRICS, &metric.0)?;
@@ -208,7 +220,16 @@ impl ThresholdsApi {
         id: Path<i64>,
         metric: Path<String>,
         body: Json<ThresholdPut>,
-    ) -> ApiResult<PutThresholdResponse, (BadRequest, Forbidden, NotFound, Invalid)> {
+    ) -> ApiResult<
+        PutThresholdResponse,
+        (
+            BadRequest,
+            Forbidden,
+            NotFound,
+            Invalid,
+            UnsupportedMediaType,
+        ),
+    > {
         auth.require_write()?;
         url_checks::get(&self.0.db, id.0).await?;
         let settings = body.0.validate(URL_METRICS, &metric.0)?;

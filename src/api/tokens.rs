@@ -13,7 +13,7 @@ use poem_openapi::{
 use crate::{
     api::{
         ApiResult, ApiTags, Auth, Page,
-        status::{BadRequest, Forbidden, Invalid, NotFound},
+        status::{BadRequest, Forbidden, Invalid, NotFound, UnsupportedMediaType},
         ts,
     },
     error::Error,
@@ -109,7 +109,8 @@ impl TokensApi {
         &self,
         auth: Auth,
         body: Json<TokenCreate>,
-    ) -> ApiResult<CreateTokenResponse, (BadRequest, Forbidden, Invalid)> {
+    ) -> ApiResult<CreateTokenResponse, (BadRequest, Forbidden, Invalid, UnsupportedMediaType)>
+    {
         auth.require_admin()?;
         let b = body.0;
         crate::validate::name("name", &b.name)?;

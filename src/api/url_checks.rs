@@ -12,7 +12,7 @@ use poem_openapi::{
 use crate::{
     api::{
         ApiResult, ApiTags, Auth,
-        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
+        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType},
         ts,
     },
     error::{Error, Result},
@@ -27,7 +27,8 @@ use crate::{
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct UrlCheckCreate {
-    /// Unique display name.
+    /// Unique display name, 1 to 100 characters.
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: String,
     /// http or https URL.
     pub url: String,
@@ -36,11 +37,13 @@ pub struct UrlCheckCreate {
     /// Expected statuses: codes or inclusive ranges, e.g. `["200-299", "418"]`. Default
     /// `["200-399"]`.
     pub expected_status: Option<Vec<String>>,
-    /// 100 to 60000; default 10000.
+    /// Milliseconds, 100 to 60000; default 10000.
+    #[oai(validator(minimum(value = "100"), maximum(value = "60000")))]
     pub timeout_ms: Option<u32>,
     /// Default true.
     pub follow_redirects: Option<bool>,
-    /// Read the TLS certificate of https URLs. Default true.
+    /// Read and report the certificate of https URLs (dates, subject, fingerprint) and alert
+    /// on its expiry. Default true.
     pub check_tls: Option<bool>,
     /// Attach the check to a host.
     pub host_id: Option<i64>,
@@ -48,16 +51,25 @@ pub struct UrlCheckCreate {
     pub enabled: Option<bool>,
     /// Extra trusted CA certificates (PEM), for services behind an internal CA.
     pub ca_pem: Option<String>,
+    /// Require a certificate chain that validates. Default true; false monitors a
+    /// self-signed service (its certificate is still read, reported and alerted on).
+    pub tls_verify: Option<bool>,
+    /// Trust exactly this certificate, whatever signs it: the SHA-256 of its DER in hex
+    /// (colons allowed), as `openssl x509 -noout -fingerprint -sha256` prints it.
+    pub tls_fingerprint: Option<String>,
 }
 
 /// A partial update of a URL check.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct UrlCheckUpdate {
+    #[oai(validator(min_length = 1, max_length = 100))]
     pub name: Option<String>,
     pub url: Option<String>,
     pub schedule: Option<String>,
     pub expected_status: Option<Vec<String>>,
+    /// Milliseconds, 100 to 60000.
+    #[oai(validator(minimum(value = "100"), maximum(value = "60000")))]
     pub timeout_ms: Option<u32>,
     pub follow_redirects: Option<bool>,
     pub check_tls: Option<bool>,
@@ -66,6 +78,9 @@ pub struct UrlCheckUpdate {
     pub enabled: Option<bool>,
     /// `null` removes the extra CA certificates.
     pub ca_pem: MaybeUndefined<String>,
+    pub tls_verify: Option<bool>,
+    /// `null` removes the pin.
+    pub tls_fingerprint: MaybeUndefined<String>,
 }
 
 /// A URL check.
@@ -82,6 +97,9 @@ pub struct UrlCheck {
     pub host_id: Option<i64>,
     pub enabled: bool,
     pub ca_pem: Option<String>,
+    pub tls_verify: bool,
+    /// The pinned certificate's SHA-256, lowercase hex.
+    pub tls_fingerprint: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -100,6 +118,8 @@ impl From<url_check::Model> for UrlCheck {
             host_id: c.host_id,
             enabled: c.enabled,
             ca_pem: c.ca_pem,
+            tls_verify: c.tls_verify,
+            tls_fingerprint: c.tls_fingerprint,
             created_at: ts(c.created_at),
             updated_at: ts(c.updated_at),
         }
@@ -132,8 +152,13 @@ pub struct UrlCheckResult {
     pub issuer: Option<String>,
     pub sans: Vec<String>,
     pub serial: Option<String>,
+    /// Whether the chain validates against the trusted roots (reported even when the check
+    /// does not require it).
     pub chain_valid: Option<bool>,
+    /// Why it does not, in plain words (`self-signed certificate`, `expired`, …).
     pub chain_error: Option<String>,
+    /// SHA-256 of the certificate's DER, lowercase hex: what `tls_fingerprint` pins.
+    pub fingerprint: Option<String>,
 }
 
 impl From<url_check_result::Model> for UrlCheckResult {
@@ -158,6 +183,7 @@ impl From<url_check_result::Model> for UrlCheckResult {
             serial: r.tls_serial,
             chain_valid: r.chain_valid,
             chain_error: r.chain_error,
+            fingerprint: r.tls_fingerprint,
         }
     }
 }
@@ -209,6 +235,16 @@ fn validated(s: UrlCheckSettings) -> Result<UrlCheckSettings> {
     Ok(s)
 }
 
+/// A pinned fingerprint in its stored form.
+fn pin(given: Option<String>) -> Result<Option<String>> {
+    given
+        .map(|f| {
+            urlcheck::cert::normalize_fingerprint(&f)
+                .map_err(|r| Error::invalid("tls_fingerprint", r))
+        })
+        .transpose()
+}
+
 fn expected(items: Vec<String>) -> Result<String> {
     StatusSet::parse(&items)
         .map(|s| s.to_stored())
@@ -245,7 +281,16 @@ impl UrlChecksApi {
         &self,
         auth: Auth,
         body: Json<UrlCheckCreate>,
-    ) -> ApiResult<CreateUrlCheckResponse, (BadRequest, Forbidden, Conflict, Invalid)> {
+    ) -> ApiResult<
+        CreateUrlCheckResponse,
+        (
+            BadRequest,
+            Forbidden,
+            Conflict,
+            Invalid,
+            UnsupportedMediaType,
+        ),
+    > {
         auth.require_write()?;
         let b = body.0;
         let settings = validated(UrlCheckSettings {
@@ -261,6 +306,8 @@ impl UrlChecksApi {
             host_id: b.host_id,
             enabled: b.enabled.unwrap_or(true),
             ca_pem: b.ca_pem,
+            tls_verify: b.tls_verify.unwrap_or(true),
+            tls_fingerprint: pin(b.tls_fingerprint)?,
         })?;
         let row = self.0.registry.create_url_check(settings).await?;
         Ok(CreateUrlCheckResponse::Created(Json(row.into())))
@@ -312,7 +359,17 @@ impl UrlChecksApi {
         auth: Auth,
         id: Path<i64>,
         body: Json<UrlCheckUpdate>,
-    ) -> ApiResult<UrlCheckResponse, (BadRequest, Forbidden, NotFound, Conflict, Invalid)> {
+    ) -> ApiResult<
+        UrlCheckResponse,
+        (
+            BadRequest,
+            Forbidden,
+            NotFound,
+            Conflict,
+            Invalid,
+            UnsupportedMediaType,
+        ),
+    > {
         auth.require_write()?;
         let current = store::get(&self.0.db, id.0).await?;
         let b = body.0;
@@ -340,6 +397,12 @@ impl UrlChecksApi {
                 MaybeUndefined::Undefined => current.ca_pem,
                 MaybeUndefined::Null => None,
                 MaybeUndefined::Value(v) => Some(v),
+            },
+            tls_verify: b.tls_verify.unwrap_or(current.tls_verify),
+            tls_fingerprint: match b.tls_fingerprint {
+                MaybeUndefined::Undefined => current.tls_fingerprint,
+                MaybeUndefined::Null => None,
+                MaybeUndefined::Value(v) => pin(Some(v))?,
             },
         })?;
         let row = self.0.registry.update_url_check(id.0, settings).await?;

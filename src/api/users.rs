@@ -13,7 +13,7 @@ use crate::{
     accounts,
     api::{
         ApiResult, ApiTags, Auth, Page,
-        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound},
+        status::{BadRequest, Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType},
         ts,
     },
     error::{Error, Result},
@@ -107,7 +107,16 @@ impl UsersApi {
         &self,
         auth: Auth,
         body: Json<UserCreate>,
-    ) -> ApiResult<CreateUserResponse, (BadRequest, Forbidden, Conflict, Invalid)> {
+    ) -> ApiResult<
+        CreateUserResponse,
+        (
+            BadRequest,
+            Forbidden,
+            Conflict,
+            Invalid,
+            UnsupportedMediaType,
+        ),
+    > {
         auth.require_admin()?;
         let b = body.0;
         accounts::validate_username(&b.username).map_err(|r| Error::invalid("username", r))?;
@@ -164,7 +173,17 @@ impl UsersApi {
         auth: Auth,
         id: Path<i64>,
         body: Json<UserUpdate>,
-    ) -> ApiResult<UserResponse, (BadRequest, Forbidden, NotFound, Conflict, Invalid)> {
+    ) -> ApiResult<
+        UserResponse,
+        (
+            BadRequest,
+            Forbidden,
+            NotFound,
+            Conflict,
+            Invalid,
+            UnsupportedMediaType,
+        ),
+    > {
         auth.require_admin()?;
         let changes = UserChanges {
             password_hash: body.0.password.as_deref().map(hashed).transpose()?,

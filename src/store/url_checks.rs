@@ -24,6 +24,9 @@ pub struct UrlCheckSettings {
     pub host_id: Option<i64>,
     pub enabled: bool,
     pub ca_pem: Option<String>,
+    pub tls_verify: bool,
+    /// Normalized: lowercase hex without separators.
+    pub tls_fingerprint: Option<String>,
 }
 
 fn not_found(id: i64) -> Error {
@@ -68,6 +71,8 @@ fn apply(model: &mut url_check::ActiveModel, s: UrlCheckSettings) {
     model.host_id = Set(s.host_id);
     model.enabled = Set(s.enabled);
     model.ca_pem = Set(s.ca_pem);
+    model.tls_verify = Set(s.tls_verify);
+    model.tls_fingerprint = Set(s.tls_fingerprint);
     model.updated_at = Set(now_ms());
 }
 
@@ -191,6 +196,8 @@ pub struct TlsFacts {
     pub serial: String,
     pub chain_valid: bool,
     pub chain_error: Option<String>,
+    /// SHA-256 of the leaf's DER, lowercase hex.
+    pub fingerprint: String,
 }
 
 /// One check, when it exists.
@@ -236,7 +243,8 @@ pub async fn insert_result(
         tls_sans: Set(tls.as_ref().map(|t| t.sans.join("\n"))),
         tls_serial: Set(tls.as_ref().map(|t| t.serial.clone())),
         chain_valid: Set(tls.as_ref().map(|t| t.chain_valid)),
-        chain_error: Set(tls.and_then(|t| t.chain_error)),
+        chain_error: Set(tls.as_ref().and_then(|t| t.chain_error.clone())),
+        tls_fingerprint: Set(tls.map(|t| t.fingerprint)),
         ..Default::default()
     }
     .insert(db)

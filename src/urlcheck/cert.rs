@@ -14,6 +14,8 @@ pub struct CertInfo {
     pub sans: Vec<String>,
     /// Hex, colon-separated, as browsers show it; alerts are kept per serial.
     pub serial: String,
+    /// SHA-256 of the DER, lowercase hex: what a check pins.
+    pub fingerprint: String,
 }
 
 impl CertInfo {
@@ -53,5 +55,58 @@ pub fn parse_der(der: &[u8]) -> Result<CertInfo, String> {
         issuer: cert.issuer().to_string(),
         sans,
         serial: cert.raw_serial_as_string(),
+        fingerprint: fingerprint(der),
     })
+}
+
+/// SHA-256 of a certificate's DER, lowercase hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(der))
+}
+
+/// A pinned fingerprint as given (hex, any case, with or without `:` separators, optionally
+/// prefixed `sha256:`) in its stored form, or why it is not one.
+pub fn normalize_fingerprint(given: &str) -> Result<String, String> {
+    let trimmed = given.trim();
+    let bare = trimmed
+        .strip_prefix("sha256:")
+        .or_else(|| trimmed.strip_prefix("SHA256:"))
+        .unwrap_or(trimmed);
+    let hex: String = bare.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("must be a SHA-256 fingerprint: 64 hex digits, colons allowed".into());
+    }
+    Ok(hex.to_ascii_lowercase())
+}
+
+/// Whether a certificate names itself as its issuer.
+pub fn self_signed(der: &[u8]) -> bool {
+    parse_x509_certificate(der).is_ok_and(|(_, c)| c.subject() == c.issuer())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_read_in_the_forms_people_paste() {
+        let hex = "AB".repeat(32);
+        let colons = vec!["ab"; 32].join(":");
+        for given in [
+            hex.clone(),
+            colons.clone(),
+            format!("sha256:{colons}"),
+            format!("  {hex} "),
+        ] {
+            assert_eq!(
+                normalize_fingerprint(&given).unwrap(),
+                "ab".repeat(32),
+                "{given}"
+            );
+        }
+        for bad in ["", "abcd", &"zz".repeat(32), &"ab".repeat(20)] {
+            assert!(normalize_fingerprint(bad).is_err(), "{bad}");
+        }
+    }
 }

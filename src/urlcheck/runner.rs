@@ -99,9 +99,15 @@ pub struct CheckSpec {
     pub expected: StatusSet,
     pub timeout: Duration,
     pub follow_redirects: bool,
+    /// Read the certificate and report it (dates, subject, fingerprint; expiry alerts).
     pub check_tls: bool,
     /// Extra trusted roots (PEM), for services behind an internal CA.
     pub ca_pem: Option<String>,
+    /// Whether the request needs a chain that validates (off for self-signed services).
+    pub tls_verify: bool,
+    /// A pinned leaf certificate (SHA-256 of its DER, lowercase hex): trusted whatever signs
+    /// it, and nothing else is.
+    pub tls_fingerprint: Option<String>,
 }
 
 /// The certificate a server presented, and whether its chain validates.
@@ -164,7 +170,7 @@ impl ServerCertVerifier for Capture {
             .inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
             .map(|_| ())
-            .map_err(|e| describe_tls(&e));
+            .map_err(|e| describe_tls(&e, cert::self_signed(end_entity)));
         *self.chain.lock().expect("not poisoned") = Some((end_entity.to_vec(), verdict));
         Ok(ServerCertVerified::assertion())
     }
@@ -192,26 +198,152 @@ impl ServerCertVerifier for Capture {
     }
 }
 
-/// A reader's wording of a TLS error.
-fn describe_tls(e: &rustls::Error) -> String {
-    use rustls::{CertificateError as C, Error as E};
-    match e {
-        E::InvalidCertificate(C::Expired) | E::InvalidCertificate(C::ExpiredContext { .. }) => {
-            "the certificate has expired".into()
+/// A presented certificate that is not the pinned one.
+#[derive(Debug, thiserror::Error)]
+#[error("the certificate's SHA-256 fingerprint {seen} is not the pinned {pinned}")]
+struct PinMismatch {
+    seen: String,
+    pinned: String,
+}
+
+/// What the check's request trusts: a pinned certificate, any certificate (`tls_verify`
+/// off), or a chain that validates. The handshake's signatures are always verified.
+#[derive(Debug)]
+struct RequestPolicy {
+    inner: Arc<WebPkiServerVerifier>,
+    verify_chain: bool,
+    pin: Option<String>,
+}
+
+impl ServerCertVerifier for RequestPolicy {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(pinned) = &self.pin {
+            let seen = cert::fingerprint(end_entity);
+            return if &seen == pinned {
+                Ok(ServerCertVerified::assertion())
+            } else {
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Other(rustls::OtherError(Arc::new(PinMismatch {
+                        seen,
+                        pinned: pinned.clone(),
+                    }))),
+                ))
+            };
         }
-        E::InvalidCertificate(C::NotValidYet)
-        | E::InvalidCertificate(C::NotValidYetContext { .. }) => {
-            "the certificate is not valid yet".into()
+        if !self.verify_chain {
+            return Ok(ServerCertVerified::assertion());
         }
-        E::InvalidCertificate(C::UnknownIssuer) => {
-            "the certificate is not signed by a trusted CA (unknown issuer or self-signed)".into()
-        }
-        E::InvalidCertificate(C::NotValidForName)
-        | E::InvalidCertificate(C::NotValidForNameContext { .. }) => {
-            "the certificate is not valid for this host name".into()
-        }
-        other => other.to_string(),
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
     }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A reader's wording of a TLS error: `expired`, `self-signed certificate`, `unknown
+/// issuer`, `name mismatch` and the like, never the library's debug text. `self_signed` says
+/// whether the leaf names itself as its issuer (an unknown issuer is then the leaf itself).
+pub fn describe_tls(e: &rustls::Error, self_signed: bool) -> String {
+    use rustls::{CertificateError as C, Error as E};
+    let E::InvalidCertificate(c) = e else {
+        return match e {
+            E::AlertReceived(alert) => {
+                format!("the server refused the handshake ({alert:?} alert)")
+            }
+            E::NoCertificatesPresented => "the server presented no certificate".into(),
+            E::PeerIncompatible(_) => {
+                "the server offers no TLS version or cipher this client accepts".into()
+            }
+            other => other.to_string(),
+        };
+    };
+    match c {
+        C::Expired => "expired: the certificate is past its end date".into(),
+        C::ExpiredContext { not_after, .. } => format!(
+            "expired: the certificate ended {}",
+            when(not_after.as_secs())
+        ),
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            "not valid yet: the certificate's start date is in the future".into()
+        }
+        C::UnknownIssuer if self_signed => {
+            "self-signed certificate: no trusted CA signed it".into()
+        }
+        C::UnknownIssuer => "unknown issuer: the certificate is not signed by a trusted CA".into(),
+        C::NotValidForName => "name mismatch: the certificate is not for this host name".into(),
+        C::NotValidForNameContext {
+            expected,
+            presented,
+        } => format!(
+            "name mismatch: the certificate is for {}, not {}",
+            if presented.is_empty() {
+                "no name".to_owned()
+            } else {
+                presented.join(", ")
+            },
+            expected.to_str()
+        ),
+        C::Revoked => "revoked: the certificate was revoked by its issuer".into(),
+        C::BadSignature => "bad signature: the certificate's signature does not verify".into(),
+        C::BadEncoding => "unreadable certificate".into(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "wrong purpose: the certificate is not for TLS servers".into()
+        }
+        C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "unsupported signature algorithm in the certificate".into()
+        }
+        C::UnhandledCriticalExtension => {
+            "the certificate has a critical extension this client does not know".into()
+        }
+        C::Other(other) => {
+            let inner = other.0.to_string();
+            if inner.starts_with("CaUsedAsEndEntity") {
+                // A CA certificate presented by the server itself: what `openssl req -x509`
+                // and most generators make.
+                "self-signed certificate: the server presents a CA certificate of its own".into()
+            } else if other.0.downcast_ref::<PinMismatch>().is_some() {
+                inner
+            } else {
+                "invalid certificate".into()
+            }
+        }
+        _ => "invalid certificate".into(),
+    }
+}
+
+/// A Unix time as `YYYY-MM-DD HH:MM UTC`.
+fn when(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| secs.to_string())
 }
 
 fn elapsed_ms(since: Instant) -> i64 {
@@ -287,6 +419,20 @@ impl UrlChecker {
             }
             None => None,
         };
+        // The request failed on the chain: say why in the words the handshake probe found
+        // (it saw the leaf, and can tell a self-signed certificate from an unknown issuer).
+        if let (
+            Some((UrlErrorKind::Tls, message)),
+            Some(TlsReport {
+                chain_error: Some(why),
+                ..
+            }),
+        ) = (&mut error, &tls)
+            && spec.tls_verify
+            && spec.tls_fingerprint.is_none()
+        {
+            *message = format!("TLS: {why}");
+        }
         if error.is_none()
             && let Some(code) = status
             && !spec.expected.contains(code)
@@ -312,7 +458,14 @@ impl UrlChecker {
         spec: &CheckSpec,
         roots: Arc<RootCertStore>,
     ) -> (Option<u16>, Option<i64>, Option<(UrlErrorKind, String)>) {
-        let config = match self.verifier(roots).and_then(|v| self.client_config(v)) {
+        let policy = self.verifier(roots).map(|inner| {
+            Arc::new(RequestPolicy {
+                inner,
+                verify_chain: spec.tls_verify,
+                pin: spec.tls_fingerprint.clone(),
+            }) as Arc<dyn ServerCertVerifier>
+        });
+        let config = match policy.and_then(|p| self.client_config(p)) {
             Ok(c) => c,
             Err(e) => return (None, None, Some((UrlErrorKind::Config, e))),
         };
@@ -423,7 +576,10 @@ impl UrlChecker {
                         chain_error: verdict.err(),
                     })
                 }
-                (None, Err(e)) => Err((UrlErrorKind::Tls, format!("TLS handshake failed: {e}"))),
+                (None, Err(e)) => Err((
+                    UrlErrorKind::Tls,
+                    format!("TLS handshake failed: {}", describe_io_tls(&e)),
+                )),
                 (None, Ok(_)) => Err((
                     UrlErrorKind::Tls,
                     "the server presented no certificate".to_owned(),
@@ -438,6 +594,14 @@ impl UrlChecker {
                     format!("no TLS handshake within {} ms", spec.timeout.as_millis()),
                 ))
             })
+    }
+}
+
+/// The TLS error inside an I/O error from the handshake, in plain words.
+fn describe_io_tls(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(tls) => describe_tls(tls, false),
+        None => e.to_string(),
     }
 }
 
@@ -482,12 +646,18 @@ fn classify(e: &reqwest::Error, spec: &CheckSpec) -> (UrlErrorKind, String) {
             }
             let inner = e.get_ref();
             if let Some(tls) = inner.and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return (UrlErrorKind::Tls, format!("TLS: {}", describe_tls(tls)));
+                return (
+                    UrlErrorKind::Tls,
+                    format!("TLS: {}", describe_tls(tls, false)),
+                );
             }
             io = inner.and_then(|i| i.downcast_ref::<std::io::Error>());
         }
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return (UrlErrorKind::Tls, format!("TLS: {}", describe_tls(tls)));
+            return (
+                UrlErrorKind::Tls,
+                format!("TLS: {}", describe_tls(tls, false)),
+            );
         }
         chain.push(err.to_string());
         source = err.source();

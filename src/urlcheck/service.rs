@@ -66,6 +66,8 @@ impl UrlCheckService {
             follow_redirects: check.follow_redirects,
             check_tls: check.check_tls,
             ca_pem: check.ca_pem.clone(),
+            tls_verify: check.tls_verify,
+            tls_fingerprint: check.tls_fingerprint.clone(),
         };
         let checked_at = now_ms();
         let outcome = self.checker.check(&spec).await;
@@ -122,6 +124,7 @@ fn result(o: &Outcome, checked_at: i64) -> NewResult {
             serial: t.cert.serial.clone(),
             chain_valid: t.chain_valid,
             chain_error: t.chain_error.clone(),
+            fingerprint: t.cert.fingerprint.clone(),
         }),
     }
 }
