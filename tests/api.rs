@@ -187,8 +187,14 @@ async fn host_list_filters_and_pages(app: TestApp) {
     let (_, none) = app.get("/api/v1/hosts?status=ok").await;
     assert_eq!(none["total"], 0);
     assert_eq!(none["items"], json!([]));
-    let (_, capped) = app.get("/api/v1/hosts?limit=100000").await;
-    assert_eq!(capped["limit"], 500);
+    // The documented range is enforced, naming the parameter.
+    assert_error(
+        &app.get("/api/v1/hosts?limit=100000").await,
+        StatusCode::BAD_REQUEST,
+        "limit",
+    );
+    let (_, largest) = app.get("/api/v1/hosts?limit=500").await;
+    assert_eq!(largest["limit"], 500);
 }
 
 async fn auth_is_required_and_a_viewer_cannot_write(app: TestApp) {
@@ -621,8 +627,10 @@ async fn thresholds_defaults_and_updates(app: TestApp) {
     let id = created["id"].as_i64().unwrap();
     let (status, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], list["items"].as_array().unwrap().len());
     let by_metric = |list: &Value, m: &str| {
-        list.as_array()
+        list["items"]
+            .as_array()
             .unwrap()
             .iter()
             .find(|t| t["metric"] == m)
@@ -655,7 +663,7 @@ async fn thresholds_defaults_and_updates(app: TestApp) {
     let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
     assert_eq!(by_metric(&list, "cpu.usage_pct").unwrap()["warning"], 50.0);
     assert_eq!(
-        list.as_array().unwrap().len(),
+        list["items"].as_array().unwrap().len(),
         6,
         "PUT replaced, did not add"
     );
@@ -811,7 +819,7 @@ async fn notifications_cursor_filters_and_read(app: TestApp) {
     );
     assert_error(
         &app.get("/api/v1/notifications?wait_seconds=61").await,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::BAD_REQUEST,
         "wait_seconds",
     );
 }
@@ -885,7 +893,8 @@ async fn url_checks_crud_and_validation(app: TestApp) {
     assert_eq!(page["total"], 1);
     let (status, results) = app.get(&format!("/api/v1/url-checks/{id}/results")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(results, json!([]), "no run yet, no made-up result");
+    assert_eq!(results["items"], json!([]), "no run yet, no made-up result");
+    assert_eq!(results["total"], 0);
     for (body, needle) in [
         (json!({"name": "x", "url": "ftp://127.0.0.1/"}), "scheme"),
         (json!({"name": "x", "url": "not a url"}), "url"),
@@ -961,7 +970,7 @@ async fn channels_crud_secrets_and_validation(app: TestApp) {
     let (_, listed) = app.get("/api/v1/channels").await;
     assert!(!listed.to_string().contains(token));
     let (status, deliveries) = app.get(&format!("/api/v1/channels/{id}/deliveries")).await;
-    assert_eq!((status, deliveries), (StatusCode::OK, json!([])));
+    assert_eq!((status, &deliveries["items"]), (StatusCode::OK, &json!([])));
     let (status, email) = app
         .post(
             "/api/v1/channels",
@@ -1026,7 +1035,10 @@ async fn history_routes_answer_honestly(app: TestApp) {
         .unwrap();
     assert_eq!(
         app.get(&format!("/api/v1/hosts/{id}/polls")).await,
-        (StatusCode::OK, json!([]))
+        (
+            StatusCode::OK,
+            json!({"items": [], "total": 0, "limit": 50, "offset": 0})
+        )
     );
     assert_eq!(
         app.get(&format!("/api/v1/hosts/{id}/metrics?name=cpu.usage_pct"))

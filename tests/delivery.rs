@@ -317,7 +317,7 @@ impl Service {
                 None,
             )
             .await;
-        d.as_array().unwrap().clone()
+        d["items"].as_array().unwrap().clone()
     }
 
     /// Waits until every delivery of `channel` is in `status`.
@@ -856,7 +856,7 @@ async fn a_send_under_way_at_shutdown_finishes_and_is_recorded() {
     let (_, d) = svc
         .call("GET", &format!("/api/v1/channels/{ch}/deliveries"), None)
         .await;
-    assert_eq!(d[0]["status"], "sent", "{d}");
+    assert_eq!(d["items"][0]["status"], "sent", "{d}");
     assert_eq!(rx.got("/quarter").len(), 1, "sent once");
     svc.stop().await;
 }

@@ -104,7 +104,7 @@ impl Service {
         let (_, polls) = self
             .call("GET", &format!("/api/v1/hosts/{id}/polls?limit=500"), None)
             .await;
-        polls
+        polls["items"]
             .as_array()
             .map_or(0, |p| p.iter().filter(|p| p["outcome"] == "ok").count())
     }
@@ -190,14 +190,14 @@ async fn the_loop_end_to_end_with_restarts() {
     let (_, polls) = svc
         .call("GET", &format!("/api/v1/hosts/{id}/polls"), None)
         .await;
-    assert_eq!(polls, json!([]));
+    assert_eq!(polls["items"], json!([]));
 
     // The host is this machine: its disk, CPU and swap thresholds would fire or not with the
     // machine's state. Only memory's, which the test moves, stays on.
     let (_, thresholds) = svc
         .call("GET", &format!("/api/v1/hosts/{id}/thresholds"), None)
         .await;
-    for t in thresholds.as_array().unwrap() {
+    for t in thresholds["items"].as_array().unwrap() {
         let metric = t["metric"].as_str().unwrap();
         if metric != "memory.used_pct" {
             let (status, body) = svc
@@ -412,7 +412,7 @@ async fn a_poll_slower_than_its_schedule_is_not_overlapped() {
             .call("GET", &format!("/api/v1/hosts/{id}/polls?limit=500"), None)
             .await;
         let count = |o: &str| {
-            polls
+            polls["items"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -691,9 +691,9 @@ async fn url_checks_run_on_their_schedule() {
         let (_, results) = svc
             .call("GET", &format!("/api/v1/url-checks/{id}/results"), None)
             .await;
-        if results.as_array().unwrap().len() >= 3 {
+        if results["items"].as_array().unwrap().len() >= 3 {
             assert!(
-                results
+                results["items"]
                     .as_array()
                     .unwrap()
                     .iter()

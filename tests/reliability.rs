@@ -112,7 +112,7 @@ async fn concurrent_writes_never_fail(app: TestApp) {
         let (_, polls) = app
             .get(&format!("/api/v1/hosts/{}/polls", polled[19]))
             .await;
-        if polls.as_array().is_some_and(|p| p.len() >= 2) {
+        if polls["items"].as_array().is_some_and(|p| p.len() >= 2) {
             break;
         }
         assert!(
@@ -156,7 +156,7 @@ async fn concurrent_writes_never_fail(app: TestApp) {
         }
         for (id, warning) in &w.warning {
             let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
-            let cpu = list
+            let cpu = list["items"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -200,7 +200,7 @@ async fn concurrent_writes_never_fail(app: TestApp) {
     for id in &polled {
         let (_, polls) = app.get(&format!("/api/v1/hosts/{id}/polls")).await;
         assert!(
-            polls
+            polls["items"]
                 .as_array()
                 .unwrap()
                 .iter()
@@ -321,7 +321,7 @@ async fn hostile_hosts_fail_alone(app: TestApp) {
     );
     let (_, recorded) = app.get(&format!("/api/v1/hosts/{drop}/polls")).await;
     assert!(
-        recorded
+        recorded["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -161,7 +161,7 @@ async fn ed25519_key_enrolls_and_polls_with_local_numbers() {
     let (_, polls) = app.get(&format!("/api/v1/hosts/{id}/polls")).await;
     // The host's poll times are the second poll's, though its row waits a minute for them.
     let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
-    let newest_start = polls
+    let newest_start = polls["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -260,7 +260,11 @@ async fn statuses_latency_and_timeouts() {
     let (_, thresholds) = app
         .get(&format!("/api/v1/url-checks/{slow}/thresholds"))
         .await;
-    assert_eq!(thresholds.as_array().unwrap().len(), 2, "{thresholds}");
+    assert_eq!(
+        thresholds["items"].as_array().unwrap().len(),
+        2,
+        "{thresholds}"
+    );
 
     // A timeout is a timeout, on time.
     let stuck = create(
@@ -291,11 +295,11 @@ async fn statuses_latency_and_timeouts() {
 
     let (_, results) = app.get(&format!("/api/v1/url-checks/{down}/results")).await;
     assert_eq!(
-        results.as_array().unwrap().len(),
+        results["items"].as_array().unwrap().len(),
         3,
         "history kept, newest first"
     );
-    assert_eq!(results[0]["status"], 204);
+    assert_eq!(results["items"][0]["status"], 204);
 }
 
 /// Resolves nothing but `known.test`: a name that does not resolve, without a DNS query leaving

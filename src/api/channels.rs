@@ -18,7 +18,7 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiResult, ApiTags, Auth,
+        ApiResult, ApiTags, Auth, Page,
         status::{BadRequest, Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType},
         ts,
     },
@@ -276,7 +276,7 @@ pub enum TestChannelResponse {
 #[derive(ApiResponse)]
 pub enum DeliveriesResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<Delivery>>),
+    Ok(Json<Page<Delivery>>),
 }
 
 fn validated(s: ChannelSettings) -> Result<ChannelSettings> {
@@ -336,6 +336,8 @@ impl ChannelsApi {
     async fn list(
         &self,
         _auth: Auth,
+        /// 1 to 500, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         offset: Query<Option<u64>>,
     ) -> ApiResult<ListChannelsResponse, (BadRequest,)> {
@@ -453,12 +455,19 @@ impl ChannelsApi {
         &self,
         _auth: Auth,
         id: Path<i64>,
+        /// 1 to 500, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
+        offset: Query<Option<u64>>,
     ) -> ApiResult<DeliveriesResponse, (BadRequest, NotFound)> {
-        let rows = store::deliveries(&self.0.db, id.0, super::limit(limit.0)).await?;
-        Ok(DeliveriesResponse::Ok(Json(
-            rows.into_iter().map(Delivery::from).collect(),
-        )))
+        let (limit, offset) = (super::limit(limit.0), offset.0.unwrap_or(0));
+        let (rows, total) = store::deliveries(&self.0.db, id.0, limit, offset).await?;
+        Ok(DeliveriesResponse::Ok(Json(Page {
+            items: rows.into_iter().map(Delivery::from).collect(),
+            total,
+            limit,
+            offset,
+        })))
     }
 
     /// Send a test message

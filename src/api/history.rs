@@ -11,7 +11,7 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiResult, ApiTags, Auth,
+        ApiResult, ApiTags, Auth, Page,
         status::{BadRequest, Invalid, NotFound},
         ts,
     },
@@ -75,7 +75,7 @@ pub struct EnrollmentRun {
 #[derive(ApiResponse)]
 pub enum PollsResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<Poll>>),
+    Ok(Json<Page<Poll>>),
 }
 
 #[derive(ApiResponse)]
@@ -106,12 +106,17 @@ impl HistoryApi {
         &self,
         _auth: Auth,
         id: Path<i64>,
+        /// 1 to 500, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
+        offset: Query<Option<u64>>,
     ) -> ApiResult<PollsResponse, (BadRequest, NotFound)> {
         hosts::get(&self.0.db, id.0).await?;
-        let rows = history::polls(&self.0.db, id.0, super::limit(limit.0)).await?;
-        Ok(PollsResponse::Ok(Json(
-            rows.into_iter()
+        let (limit, offset) = (super::limit(limit.0), offset.0.unwrap_or(0));
+        let (rows, total) = history::polls(&self.0.db, id.0, limit, offset).await?;
+        Ok(PollsResponse::Ok(Json(Page {
+            items: rows
+                .into_iter()
                 .map(|p| Poll {
                     id: p.id,
                     started_at: ts(p.started_at),
@@ -121,7 +126,10 @@ impl HistoryApi {
                     error: p.error,
                 })
                 .collect(),
-        )))
+            total,
+            limit,
+            offset,
+        })))
     }
 
     /// A metric's time series

@@ -453,6 +453,7 @@ impl HostsApi {
         &self,
         _auth: Auth,
         /// Page size, 1 to 500 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// Hosts to skip.
         offset: Query<Option<u64>>,

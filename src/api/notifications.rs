@@ -120,8 +120,10 @@ impl NotificationsApi {
         /// `true`: only unread; `false`: only read.
         unread: Query<Option<bool>>,
         /// 1 to 500, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         /// Long-poll for up to this many seconds (0 to 60).
+        #[oai(validator(maximum(value = "60")))]
         wait_seconds: Query<Option<u32>>,
     ) -> ApiResult<ListNotificationsResponse, (BadRequest, Invalid)> {
         let wait = wait_seconds.0.unwrap_or(0);

@@ -3,12 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use entity::threshold;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Path, Query},
+    payload::Json,
+};
 
 use crate::{
     alerts::{self, HOST_METRICS, MetricSpec, URL_METRICS},
     api::{
-        ApiResult, ApiTags, Auth,
+        ApiResult, ApiTags, Auth, Page,
         status::{BadRequest, Forbidden, Invalid, NotFound, UnsupportedMediaType},
         ts,
     },
@@ -54,6 +58,23 @@ impl From<threshold::Model> for Threshold {
             enabled: t.enabled,
             updated_at: ts(t.updated_at),
         }
+    }
+}
+
+/// A page of thresholds (an owner has one per metric at most: paged in memory).
+fn page(rows: Vec<threshold::Model>, limit: Option<u32>, offset: Option<u64>) -> Page<Threshold> {
+    let (limit, offset) = (super::limit(limit), offset.unwrap_or(0));
+    let total = rows.len() as u64;
+    Page {
+        items: rows
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .map(Threshold::from)
+            .collect(),
+        total,
+        limit,
+        offset,
     }
 }
 
@@ -120,7 +141,7 @@ impl ThresholdPut {
 #[derive(ApiResponse)]
 pub enum ListThresholdsResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<Threshold>>),
+    Ok(Json<Page<Threshold>>),
 }
 
 #[derive(ApiResponse)]
@@ -144,12 +165,16 @@ impl ThresholdsApi {
         &self,
         _auth: Auth,
         id: Path<i64>,
+        /// 1 to 500, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<Option<u32>>,
+        offset: Query<Option<u64>>,
     ) -> ApiResult<ListThresholdsResponse, (BadRequest, NotFound)> {
         hosts::get(&self.0.db, id.0).await?;
         let rows = store::list(&self.0.db, Owner::Host(id.0)).await?;
-        Ok(ListThresholdsResponse::Ok(Json(
-            rows.into_iter().map(Threshold::from).collect(),
-        )))
+        Ok(ListThresholdsResponse::Ok(Json(page(
+            rows, limit.0, offset.0,
+        ))))
     }
 
     /// Set a host threshold
@@ -200,12 +225,16 @@ impl ThresholdsApi {
         &self,
         _auth: Auth,
         id: Path<i64>,
+        /// 1 to 500, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
+        limit: Query<Option<u32>>,
+        offset: Query<Option<u64>>,
     ) -> ApiResult<ListThresholdsResponse, (BadRequest, NotFound)> {
         url_checks::get(&self.0.db, id.0).await?;
         let rows = store::list(&self.0.db, Owner::UrlCheck(id.0)).await?;
-        Ok(ListThresholdsResponse::Ok(Json(
-            rows.into_iter().map(Threshold::from).collect(),
-        )))
+        Ok(ListThresholdsResponse::Ok(Json(page(
+            rows, limit.0, offset.0,
+        ))))
     }
 
     /// Set a URL check threshold

@@ -11,7 +11,7 @@ use poem_openapi::{
 
 use crate::{
     api::{
-        ApiResult, ApiTags, Auth,
+        ApiResult, ApiTags, Auth, Page,
         status::{BadRequest, Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType},
         ts,
     },
@@ -222,7 +222,7 @@ pub enum RunUrlCheckResponse {
 #[derive(ApiResponse)]
 pub enum UrlCheckResultsResponse {
     #[oai(status = 200)]
-    Ok(Json<Vec<UrlCheckResult>>),
+    Ok(Json<Page<UrlCheckResult>>),
 }
 
 fn validated(s: UrlCheckSettings) -> Result<UrlCheckSettings> {
@@ -318,6 +318,8 @@ impl UrlChecksApi {
     async fn list(
         &self,
         _auth: Auth,
+        /// 1 to 500, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
         offset: Query<Option<u64>>,
     ) -> ApiResult<ListUrlChecksResponse, (BadRequest,)> {
@@ -437,12 +439,19 @@ impl UrlChecksApi {
         &self,
         _auth: Auth,
         id: Path<i64>,
+        /// 1 to 500, default 50.
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
+        offset: Query<Option<u64>>,
     ) -> ApiResult<UrlCheckResultsResponse, (BadRequest, NotFound)> {
-        let rows = store::results(&self.0.db, id.0, super::limit(limit.0)).await?;
-        Ok(UrlCheckResultsResponse::Ok(Json(
-            rows.into_iter().map(UrlCheckResult::from).collect(),
-        )))
+        let (limit, offset) = (super::limit(limit.0), offset.0.unwrap_or(0));
+        let (rows, total) = store::results(&self.0.db, id.0, limit, offset).await?;
+        Ok(UrlCheckResultsResponse::Ok(Json(Page {
+            items: rows.into_iter().map(UrlCheckResult::from).collect(),
+            total,
+            limit,
+            offset,
+        })))
     }
 
     /// Run a URL check now

@@ -180,12 +180,16 @@ pub async fn deliveries(
     db: &impl ConnectionTrait,
     id: i64,
     limit: u64,
-) -> Result<Vec<delivery::Model>> {
+    offset: u64,
+) -> Result<(Vec<delivery::Model>, u64)> {
     get(db, id).await?;
-    Ok(delivery::Entity::find()
-        .filter(delivery::Column::ChannelId.eq(id))
+    let of_channel = || delivery::Entity::find().filter(delivery::Column::ChannelId.eq(id));
+    let total = of_channel().count(db).await?;
+    let rows = of_channel()
         .order_by_desc(delivery::Column::Id)
         .limit(limit)
+        .offset(offset)
         .all(db)
-        .await?)
+        .await?;
+    Ok((rows, total))
 }

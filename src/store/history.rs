@@ -7,7 +7,9 @@ use entity::{
     metric_sample, metric_sample_set, poll,
     types::{PollErrorKind, PollOutcome},
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use crate::{error::Result, probe::MetricValue};
 
@@ -51,10 +53,20 @@ pub struct PollRecord {
 }
 
 /// The latest poll attempts of a host, newest first.
-pub async fn polls(db: &impl ConnectionTrait, host_id: i64, limit: u64) -> Result<Vec<PollRecord>> {
+/// A page of a host's polls, newest first, and how many it has in all.
+pub async fn polls(
+    db: &impl ConnectionTrait,
+    host_id: i64,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<PollRecord>, u64)> {
     use poll::Column as C;
+    let total = poll::Entity::find()
+        .filter(poll::Column::HostId.eq(host_id))
+        .count(db)
+        .await?;
     // Not the values (a kilobyte or two a row): the listing does not show them.
-    Ok(poll::Entity::find()
+    let rows = poll::Entity::find()
         .select_only()
         .columns([
             C::Id,
@@ -68,9 +80,11 @@ pub async fn polls(db: &impl ConnectionTrait, host_id: i64, limit: u64) -> Resul
         .order_by_desc(poll::Column::StartedAt)
         .order_by_desc(poll::Column::Id)
         .limit(limit)
+        .offset(offset)
         .into_model::<PollRecord>()
         .all(db)
-        .await?)
+        .await?;
+    Ok((rows, total))
 }
 
 /// A metric series query.

@@ -163,15 +163,20 @@ pub async fn results(
     db: &impl ConnectionTrait,
     id: i64,
     limit: u64,
-) -> Result<Vec<url_check_result::Model>> {
+    offset: u64,
+) -> Result<(Vec<url_check_result::Model>, u64)> {
     get(db, id).await?;
-    Ok(url_check_result::Entity::find()
-        .filter(url_check_result::Column::UrlCheckId.eq(id))
+    let of_check =
+        || url_check_result::Entity::find().filter(url_check_result::Column::UrlCheckId.eq(id));
+    let total = of_check().count(db).await?;
+    let rows = of_check()
         .order_by_desc(url_check_result::Column::CheckedAt)
         .order_by_desc(url_check_result::Column::Id)
         .limit(limit)
+        .offset(offset)
         .all(db)
-        .await?)
+        .await?;
+    Ok((rows, total))
 }
 
 /// What one run of a check found, as its result row stores it.
