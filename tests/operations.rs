@@ -487,3 +487,78 @@ async fn three_nodes_on_postgres_fail_over_without_losing_or_repeating_work() {
     );
     db.close().await.ok();
 }
+
+#[tokio::test]
+async fn the_api_is_served_over_https_with_tls_cert_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, made.cert.pem()).unwrap();
+    std::fs::write(&key_path, made.signing_key.serialize_pem()).unwrap();
+    let svc = Service::spawn(
+        &data,
+        None,
+        &[
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", svc.port).parse().unwrap();
+    let https = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(made.cert.pem().as_bytes()).unwrap()])
+        .resolve("localhost", addr)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", svc.port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match https.get(format!("{base}/healthz")).send().await {
+            Ok(r) if r.status() == 200 => break,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no HTTPS answer: {}", svc.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The token works over HTTPS; plain HTTP on the same port gets no API answer.
+    let token = svc.admin_token();
+    let hosts = https
+        .get(format!("{base}/api/v1/hosts"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hosts.status(), 200);
+    let plain = reqwest::Client::builder().no_proxy().build().unwrap();
+    let in_clear = plain
+        .get(svc.url("/api/v1/hosts"))
+        .bearer_auth(&token)
+        .send()
+        .await;
+    assert!(
+        in_clear.as_ref().map_or(true, |r| r.status() != 200),
+        "{in_clear:?}"
+    );
+    // A browser session over HTTPS gets a Secure cookie.
+    let password = std::fs::read_to_string(data.join("admin.password")).unwrap();
+    let login = https
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({"username": "admin", "password": password.trim()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for flag in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(cookie.split("; ").any(|a| a == flag), "{flag}: {cookie}");
+    }
+}
