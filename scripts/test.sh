@@ -55,7 +55,7 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "cargo test (SQLite and PostgreSQL)"
 results="$pg_dir/test-output"
 set +e
-cargo test --workspace -- --test-threads 4 2>&1 | tee "$results"
+cargo test --workspace --no-fail-fast -- --test-threads 4 2>&1 | tee "$results"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo's last lines are per-binary, often 0-test doctests).

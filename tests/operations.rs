@@ -562,3 +562,84 @@ async fn the_api_is_served_over_https_with_tls_cert_and_key() {
         assert!(cookie.split("; ").any(|a| a == flag), "{flag}: {cookie}");
     }
 }
+
+/// The back-off a refused poll of host `id` reports (`not re-dialled yet: waiting 12.3s …`),
+/// once it is at least `at_least`.
+async fn back_off_of(svc: &Service, token: &str, id: i64, at_least: Duration) -> Duration {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, polls) = svc
+            .call(
+                "GET",
+                &format!("/api/v1/hosts/{id}/polls?limit=5"),
+                token,
+                None,
+            )
+            .await;
+        let waiting = polls["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|p| {
+                let error = p["error"].as_str()?;
+                let rest = error.split("not re-dialled yet: waiting ").nth(1)?;
+                let secs: f64 = rest.split('s').next()?.parse().ok()?;
+                Some(Duration::from_secs_f64(secs))
+            });
+        if let Some(w) = waiting.filter(|w| *w >= at_least) {
+            return w;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no back-off of {at_least:?} reported: {polls}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_credential_patch_redials_at_once_without_the_old_back_off() {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Service::start(&dir.path().join("data"), None, &[]).await;
+    let token = svc.admin_token();
+    let (status, host) = svc
+        .call(
+            "POST",
+            "/api/v1/hosts",
+            &token,
+            Some(
+                json!({"name": "wrong-password", "address": "127.0.0.1", "port": sshd.port,
+                        "username": "hwtest", "password": "not-the-password",
+                        "schedule": "* * * * * *"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{host}");
+    let id = host["id"].as_i64().unwrap();
+    wait_status(&svc, &token, id, "auth_failed").await;
+    // Refused again and again, the host is dialled ever more rarely.
+    let waiting = back_off_of(&svc, &token, id, Duration::from_secs(6)).await;
+    let (status, patched) = svc
+        .call(
+            "PATCH",
+            &format!("/api/v1/hosts/{id}"),
+            &token,
+            Some(json!({"password": common::sshd::PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert!(
+        patched["notice"]
+            .as_str()
+            .is_some_and(|n| n.contains("polled again now")),
+        "{patched}"
+    );
+    let patched_at = Instant::now();
+    wait_status(&svc, &token, id, "ok").await;
+    assert!(
+        patched_at.elapsed() < waiting.min(Duration::from_secs(5)),
+        "ok {:?} after the PATCH, with {waiting:?} of back-off left before it",
+        patched_at.elapsed()
+    );
+}

@@ -184,7 +184,7 @@ async fn ed25519_key_enrolls_and_polls_with_local_numbers() {
         assert_eq!(time(&shown["last_poll_at"]), newest_start);
     }
     assert!(
-        polls
+        polls["items"]
             .as_array()
             .unwrap()
             .iter()
