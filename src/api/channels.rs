@@ -38,6 +38,7 @@ use crate::{
 /// (+ `api_base_url`); email `smtp_host`, `from`, `to` (+ `smtp_port`, `tls`, `username`,
 /// `password`).
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct ChannelSettingsInput {
     pub url: Option<String>,
@@ -102,6 +103,7 @@ impl ChannelSettingsInput {
 
 /// A new channel.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct ChannelCreate {
     /// Unique display name, 1 to 100 characters.
@@ -122,6 +124,7 @@ pub struct ChannelCreate {
 /// A partial update. `settings`, when given, replaces the settings; secret fields left out of
 /// it keep their stored values while the kind stays the same.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct ChannelUpdate {
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -136,6 +139,7 @@ pub struct ChannelUpdate {
 
 /// Channel settings as shown: everything but the secrets.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChannelSettingsView {
     pub url: Option<String>,
     pub chat_id: Option<String>,
@@ -154,6 +158,7 @@ pub struct ChannelSettingsView {
 
 /// A channel.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Channel {
     pub id: i64,
     pub name: String,
@@ -197,6 +202,7 @@ fn view(secrets: &SecretBox, row: channel_row::Model) -> Result<Channel> {
 
 /// A page of channels.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChannelPage {
     pub items: Vec<Channel>,
     pub total: u64,
@@ -206,6 +212,7 @@ pub struct ChannelPage {
 
 /// One notification's delivery through a channel.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Delivery {
     pub id: i64,
     pub notification_id: i64,
@@ -258,6 +265,7 @@ pub enum DeleteChannelResponse {
 
 /// The outcome of a test message.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChannelTestResult {
     /// Whether the receiver accepted the message.
     pub ok: bool,

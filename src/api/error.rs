@@ -20,6 +20,7 @@ use crate::{error::Error, poller::PollError};
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorBody {
     /// A stable machine-readable code, e.g. `not_found`, `validation_failed`.
     pub error: String,

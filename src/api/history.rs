@@ -26,6 +26,7 @@ use crate::{
 
 /// One poll attempt.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Poll {
     pub id: i64,
     pub started_at: DateTime<Utc>,
@@ -38,6 +39,7 @@ pub struct Poll {
 
 /// One point of a series.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Sample {
     pub ts: DateTime<Utc>,
     pub value: f64,
@@ -45,6 +47,7 @@ pub struct Sample {
 
 /// The points of one label of a metric.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Series {
     pub name: String,
     /// Mount point, interface, device or GPU index; empty for host-wide metrics.
@@ -54,6 +57,7 @@ pub struct Series {
 
 /// An enrollment run with its whole transcript.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EnrollmentRun {
     pub id: i64,
     pub started_at: DateTime<Utc>,

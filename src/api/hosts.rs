@@ -31,6 +31,7 @@ use crate::{
 /// A host registration. Give exactly one of `private_key` (with `passphrase` if it is
 /// encrypted) or `password`.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct HostCreate {
     /// Unique display name, 1 to 100 characters.
@@ -84,6 +85,7 @@ fn default_true() -> bool {
 /// A partial update; absent fields stay as they are. Giving `private_key` or `password`
 /// replaces the stored credentials.
 #[derive(Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct HostUpdate {
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -114,6 +116,7 @@ pub struct HostUpdate {
 
 /// The host key hostwatch trusts for a host.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HostKeyInfo {
     pub algorithm: String,
     pub fingerprint: String,
@@ -123,6 +126,7 @@ pub struct HostKeyInfo {
 
 /// What enrollment found on the host (empty until it has run).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HostFacts {
     pub os_id: Option<String>,
     pub os_name: Option<String>,
@@ -140,6 +144,7 @@ pub struct HostFacts {
 
 /// A host as the API shows it: never with secrets.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Host {
     pub id: i64,
     pub name: String,
@@ -233,6 +238,7 @@ impl From<HostView> for Host {
 
 /// A page of hosts.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct HostPage {
     pub items: Vec<Host>,
     /// How many hosts match the filters in all.

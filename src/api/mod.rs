@@ -153,6 +153,7 @@ pub fn ts(ms: i64) -> DateTime<Utc> {
 /// A page of a list, the one shape every list answers in: `items`, how many there are in all,
 /// and the window asked for (`limit` items from `offset`).
 #[derive(Debug, poem_openapi::Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Page<T: poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSON> {
     pub items: Vec<T>,
     /// Items in the whole list.

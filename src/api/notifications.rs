@@ -29,6 +29,7 @@ use crate::{
 
 /// A notification record.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Notification {
     pub id: i64,
     pub host_id: Option<i64>,
@@ -73,6 +74,7 @@ impl From<notification::Model> for Notification {
 
 /// A page of notifications, oldest first.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NotificationPage {
     pub items: Vec<Notification>,
     /// Pass as `after_id` to get what comes next (the last item's id, or the `after_id` sent).

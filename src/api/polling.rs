@@ -20,6 +20,7 @@ use crate::{
 
 /// The result of a poll made on request.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PollResult {
     /// Time from the request to the last byte of probe output.
     pub duration_ms: i64,

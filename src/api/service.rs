@@ -18,6 +18,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The process answers.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Health {
     /// Always `ok`.
     pub status: String,
@@ -39,6 +40,7 @@ pub enum ReadyStatus {
 
 /// What `/readyz` found.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Readiness {
     pub status: ReadyStatus,
     /// `ok`, or why the database did not answer.
@@ -70,6 +72,7 @@ pub enum ClusterMode {
 
 /// The lease: which node polls, until when.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct LeaseInfo {
     pub holder: String,
     /// Raised at every change of holder.
@@ -81,6 +84,7 @@ pub struct LeaseInfo {
 
 /// A node serving this database.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NodeInfo {
     pub node_id: String,
     pub hostname: String,
@@ -99,6 +103,7 @@ pub struct NodeInfo {
 
 /// The nodes on this database.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Cluster {
     pub mode: ClusterMode,
     /// The node that answered.

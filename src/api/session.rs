@@ -26,6 +26,7 @@ pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
 
 /// A login.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Login {
     #[oai(validator(min_length = 1, max_length = 64))]
     pub username: String,
@@ -44,6 +45,7 @@ pub enum AuthKind {
 
 /// Who is logged in.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionInfo {
     pub username: String,
     pub role: Role,

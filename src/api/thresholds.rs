@@ -29,6 +29,7 @@ use crate::{
 
 /// One threshold.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Threshold {
     /// Metric name, e.g. `cpu.usage_pct`; per-label metrics (disks, GPUs) apply to each label.
     pub metric: String,
@@ -80,6 +81,7 @@ fn page(rows: Vec<threshold::Model>, limit: Option<u32>, offset: Option<u64>) ->
 
 /// The whole setting of one threshold (PUT replaces it; absent fields take their defaults).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct ThresholdPut {
     pub warning: Option<f64>,

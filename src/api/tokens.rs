@@ -26,6 +26,7 @@ use crate::{
 
 /// A token to create.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TokenCreate {
     /// Who or what uses it, e.g. `grafana`.
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -38,6 +39,7 @@ pub struct TokenCreate {
 
 /// A token as the API shows it (never its secret).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Token {
     pub id: i64,
     pub name: String,
@@ -73,6 +75,7 @@ impl From<TokenInfo> for Token {
 
 /// A new token with its secret, shown this once.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CreatedToken {
     /// Send as `Authorization: Bearer <token>`. Not stored: keep it now.
     pub token: String,

@@ -25,6 +25,7 @@ use crate::{
 
 /// A new URL check.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct UrlCheckCreate {
     /// Unique display name, 1 to 100 characters.
@@ -61,6 +62,7 @@ pub struct UrlCheckCreate {
 
 /// A partial update of a URL check.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 #[oai(deny_unknown_fields)]
 pub struct UrlCheckUpdate {
     #[oai(validator(min_length = 1, max_length = 100))]
@@ -85,6 +87,7 @@ pub struct UrlCheckUpdate {
 
 /// A URL check.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UrlCheck {
     pub id: i64,
     pub name: String,
@@ -128,6 +131,7 @@ impl From<url_check::Model> for UrlCheck {
 
 /// A page of URL checks.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UrlCheckPage {
     pub items: Vec<UrlCheck>,
     pub total: u64,
@@ -137,6 +141,7 @@ pub struct UrlCheckPage {
 
 /// One run of a URL check.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UrlCheckResult {
     pub id: i64,
     pub checked_at: DateTime<Utc>,

@@ -23,6 +23,7 @@ use crate::{
 
 /// A user to create.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserCreate {
     /// 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit.
     #[oai(validator(min_length = 1, max_length = 64))]
@@ -35,6 +36,7 @@ pub struct UserCreate {
 
 /// A change of a user; absent fields stay. A new password ends the user's sessions.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserUpdate {
     /// Write-only.
     #[oai(write_only, validator(min_length = 10, max_length = 256))]
@@ -44,6 +46,7 @@ pub struct UserUpdate {
 
 /// A user as the API shows it.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct User {
     pub id: i64,
     pub username: String,
