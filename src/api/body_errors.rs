@@ -139,18 +139,27 @@ fn number(v: &Value) -> String {
     }
 }
 
-/// Checks `minimum`/`maximum`-style bounds: `value` is the number or length checked.
-fn bounds(schema: &Value, low: &str, high: &str, value: f64, unit: &str) -> Option<String> {
+/// Checks `minimum`/`maximum`-style bounds of the value at `path`: `value` is the number or
+/// length checked.
+fn bounds(
+    path: &str,
+    schema: &Value,
+    low: &str,
+    high: &str,
+    value: f64,
+    unit: &str,
+) -> Option<Problem> {
     let (min, max) = (schema[low].as_f64(), schema[high].as_f64());
     if min.is_none_or(|m| value >= m) && max.is_none_or(|m| value <= m) {
         return None;
     }
     let (lo, hi) = (&schema[low], &schema[high]);
-    Some(match (min, max) {
+    let why = match (min, max) {
         (Some(_), Some(_)) => format!("must be {} to {}{unit}", number(lo), number(hi)),
         (Some(_), None) => format!("must be at least {}{unit}", number(lo)),
         _ => format!("must be at most {}{unit}", number(hi)),
-    })
+    };
+    Some(Problem::Range(path.into(), why))
 }
 
 fn check_value(
@@ -180,13 +189,13 @@ fn check_value(
                 return shape("must be a string");
             };
             bounds(
+                path,
                 schema,
                 "minLength",
                 "maxLength",
                 s.chars().count() as f64,
                 " characters",
             )
-            .map(|why| Problem::Range(path.into(), why))
         }
         Some("integer") => {
             if !(value.is_i64() || value.is_u64()) {
@@ -199,13 +208,13 @@ fn check_value(
                 return Some(Problem::Range(path.into(), "must be 0 or more".into()));
             }
             let n = value.as_f64().unwrap_or_default();
-            bounds(schema, "minimum", "maximum", n, "").map(|why| Problem::Range(path.into(), why))
+            bounds(path, schema, "minimum", "maximum", n, "")
         }
         Some("number") => {
             let Some(n) = value.as_f64() else {
                 return shape("must be a number");
             };
-            bounds(schema, "minimum", "maximum", n, "").map(|why| Problem::Range(path.into(), why))
+            bounds(path, schema, "minimum", "maximum", n, "")
         }
         Some("boolean") => (!value.is_boolean())
             .then(|| Problem::Shape(path.into(), "must be true or false".into())),
@@ -220,8 +229,14 @@ fn check_value(
                     return Some(problem);
                 }
             }
-            bounds(schema, "minItems", "maxItems", items.len() as f64, " items")
-                .map(|why| Problem::Range(path.into(), why))
+            bounds(
+                path,
+                schema,
+                "minItems",
+                "maxItems",
+                items.len() as f64,
+                " items",
+            )
         }
         Some("object") => check_object(schemas, schema, value, path),
         _ => None,
