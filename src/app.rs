@@ -398,10 +398,22 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         Mode::Sole => Fence::sole(),
         Mode::Lease(_) => Fence::leased(&node.node_id),
     };
+    let defaults = PollerSettings::default();
     let settings = PollerSettings {
         poll_timeout: args.poll_timeout,
         unreachable_after: args.unreachable_after,
-        ..Default::default()
+        pseudo_filesystems: args
+            .pseudo_filesystems
+            .clone()
+            .map(|list| {
+                list.into_iter()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or(defaults.pseudo_filesystems.clone()),
+        forecast_window: args.forecast_window,
+        ..defaults
     };
     let services =
         Services::start_fenced(db, secrets, settings, DeliverySettings::default(), fence);

@@ -206,6 +206,13 @@ pub struct ServeArgs {
     /// Failed polls in a row before a host's `host_unreachable` alert fires.
     #[arg(long, env = "HOSTWATCH_UNREACHABLE_AFTER", default_value_t = 3)]
     pub unreachable_after: u32,
+    /// Filesystem types left out of disk thresholds unless a threshold names the mount
+    /// (comma-separated; default tmpfs, devtmpfs, overlay, squashfs, proc, sysfs, cgroup, …).
+    #[arg(long, env = "HOSTWATCH_PSEUDO_FILESYSTEMS", value_delimiter = ',')]
+    pub pseudo_filesystems: Option<Vec<String>>,
+    /// The window of the disk-full forecast's rate (`disk.hours_to_full`), e.g. `6h`.
+    #[arg(long, env = "HOSTWATCH_FORECAST_WINDOW", default_value = "6h", value_parser = parse_duration)]
+    pub forecast_window: std::time::Duration,
     #[command(flatten)]
     pub storage: StorageArgs,
 }

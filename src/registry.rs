@@ -9,19 +9,25 @@
 
 use std::sync::{Arc, RwLock};
 
-use entity::{config_change, enrollment_run, host_key, threshold, types::ChangeKind, url_check};
+use entity::{
+    config_change, enrollment_run, host_key, maintenance_window, threshold, threshold_rule,
+    types::ChangeKind, url_check,
+};
 use sea_orm::DatabaseConnection;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
+    alerts::evaluate::Subject,
     crypto::SecretBox,
     error::Result,
     poller::{PollError, Poller},
     scheduler::{JobKey, PollScheduler},
     store::{
-        cluster,
+        self, alerts, cluster,
         hosts::{self, HostChanges, HostView, NewHost},
-        thresholds::{self, Owner, ThresholdSettings},
+        maintenance::{self, WindowSettings},
+        notifications::NotificationHub,
+        thresholds::{self, Owner, RuleSettings, ThresholdSettings},
         url_checks::{self, UrlCheckSettings},
     },
 };
@@ -40,6 +46,8 @@ pub struct Registry {
     db: DatabaseConnection,
     secrets: Arc<SecretBox>,
     poller: Arc<Poller>,
+    /// Told of the notifications a deletion writes.
+    hub: NotificationHub,
     /// Present while hosts are polled on their schedules (`serve`, on the leader); absent in
     /// API-only uses and on a standby.
     scheduler: RwLock<Option<Arc<PollScheduler>>>,
@@ -54,6 +62,7 @@ impl Registry {
         db: DatabaseConnection,
         secrets: Arc<SecretBox>,
         poller: Arc<Poller>,
+        hub: NotificationHub,
         tasks: TaskTracker,
         stop: CancellationToken,
     ) -> Self {
@@ -61,6 +70,7 @@ impl Registry {
             db,
             secrets,
             poller,
+            hub,
             scheduler: RwLock::new(None),
             tasks,
             stop,
@@ -128,6 +138,8 @@ impl Registry {
                 self.poller.host_deleted(id).await;
             }
             ChangeKind::UrlCheck => self.sync(JobKey::UrlCheck(id)).await,
+            ChangeKind::ThresholdRules => self.poller.rules_changed(),
+            ChangeKind::Maintenance => self.reload_maintenance().await,
         }
     }
 
@@ -210,9 +222,18 @@ impl Registry {
         Ok(Updated { view, redialled })
     }
 
-    /// Deletes a host with everything recorded about it, its job and its connection.
+    /// Deletes a host with everything recorded about it, its job and its connection; each of
+    /// its alerts that was not ok resolves with a notification saying so.
     pub async fn delete_host(&self, id: i64) -> Result<()> {
-        hosts::delete(&self.db, id).await?;
+        let txn = store::begin_write(&self.db).await?;
+        let name = hosts::get(&txn, id).await?.host.name;
+        let open = alerts::open_of(&txn, Subject::Host(id)).await?;
+        hosts::delete(&txn, id).await?;
+        let written = alerts::resolve_deleted(&txn, open, "host", &name).await?;
+        txn.commit().await?;
+        for n in &written {
+            self.hub.publish(n);
+        }
         self.note(ChangeKind::HostDeleted, id).await;
         self.sync(JobKey::Host(id)).await;
         self.poller.host_deleted(id).await;
@@ -224,14 +245,102 @@ impl Registry {
         &self,
         owner: Owner,
         metric: &str,
+        label: &str,
         settings: &ThresholdSettings,
     ) -> Result<threshold::Model> {
-        let row = thresholds::put(&self.db, owner, metric, settings).await?;
+        let row = thresholds::put(&self.db, owner, metric, label, settings).await?;
+        self.threshold_changed(owner).await;
+        Ok(row)
+    }
+
+    /// Deletes a host's or URL check's own threshold: the inherited one applies again.
+    pub async fn delete_threshold(&self, owner: Owner, metric: &str, label: &str) -> Result<bool> {
+        let deleted = thresholds::delete(&self.db, owner, metric, label).await?;
+        self.threshold_changed(owner).await;
+        Ok(deleted)
+    }
+
+    async fn threshold_changed(&self, owner: Owner) {
         if let Owner::Host(id) = owner {
             self.poller.host_changed(id);
             self.note(ChangeKind::Host, id).await;
         }
+    }
+
+    /// Creates a fleet-wide threshold rule; every host's rules are read again.
+    pub async fn create_rule(
+        &self,
+        settings: RuleSettings,
+        created_by: String,
+    ) -> Result<threshold_rule::Model> {
+        let row = thresholds::create_rule(&self.db, settings, created_by).await?;
+        self.rules_changed(row.id).await;
         Ok(row)
+    }
+
+    /// Replaces a fleet-wide threshold rule.
+    pub async fn update_rule(
+        &self,
+        id: i64,
+        settings: RuleSettings,
+    ) -> Result<threshold_rule::Model> {
+        let row = thresholds::update_rule(&self.db, id, settings).await?;
+        self.rules_changed(id).await;
+        Ok(row)
+    }
+
+    /// Deletes a fleet-wide threshold rule.
+    pub async fn delete_rule(&self, id: i64) -> Result<()> {
+        thresholds::delete_rule(&self.db, id).await?;
+        self.rules_changed(id).await;
+        Ok(())
+    }
+
+    async fn rules_changed(&self, id: i64) {
+        self.poller.rules_changed();
+        self.note(ChangeKind::ThresholdRules, id).await;
+    }
+
+    /// Creates a maintenance window; the calendar is read again.
+    pub async fn create_window(
+        &self,
+        settings: WindowSettings,
+        created_by: String,
+    ) -> Result<maintenance_window::Model> {
+        let row = maintenance::create(&self.db, settings, created_by).await?;
+        self.window_changed(row.id).await;
+        Ok(row)
+    }
+
+    /// Replaces a maintenance window.
+    pub async fn update_window(
+        &self,
+        id: i64,
+        settings: WindowSettings,
+    ) -> Result<maintenance_window::Model> {
+        let row = maintenance::update(&self.db, id, settings).await?;
+        self.window_changed(id).await;
+        Ok(row)
+    }
+
+    /// Deletes a maintenance window.
+    pub async fn delete_window(&self, id: i64) -> Result<()> {
+        maintenance::delete(&self.db, id).await?;
+        self.window_changed(id).await;
+        Ok(())
+    }
+
+    async fn window_changed(&self, id: i64) {
+        self.reload_maintenance().await;
+        self.note(ChangeKind::Maintenance, id).await;
+    }
+
+    /// Reads the maintenance windows again (a failure is logged; the next change or start
+    /// reads them).
+    pub(crate) async fn reload_maintenance(&self) {
+        if let Err(e) = self.poller.reload_maintenance().await {
+            tracing::error!(error = %e, "could not read the maintenance windows");
+        }
     }
 
     /// Accepts the key the host presents now as its only trusted key.
@@ -268,9 +377,17 @@ impl Registry {
         Ok(row)
     }
 
-    /// Deletes a URL check with its results and its job.
+    /// Deletes a URL check with its results and its job; its alerts resolve as a host's do.
     pub async fn delete_url_check(&self, id: i64) -> Result<()> {
-        url_checks::delete(&self.db, id).await?;
+        let txn = store::begin_write(&self.db).await?;
+        let name = url_checks::get(&txn, id).await?.name;
+        let open = alerts::open_of(&txn, Subject::UrlCheck(id)).await?;
+        url_checks::delete(&txn, id).await?;
+        let written = alerts::resolve_deleted(&txn, open, "URL check", &name).await?;
+        txn.commit().await?;
+        for n in &written {
+            self.hub.publish(n);
+        }
         self.note(ChangeKind::UrlCheck, id).await;
         self.sync(JobKey::UrlCheck(id)).await;
         Ok(())

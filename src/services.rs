@@ -161,6 +161,7 @@ impl Services {
             db.clone(),
             secrets.clone(),
             poller.clone(),
+            hub.clone(),
             lifecycle.tasks.clone(),
             lifecycle.stop.clone(),
         ));
@@ -229,6 +230,7 @@ impl Services {
         max_concurrent_polls: usize,
         stop: CancellationToken,
     ) -> Result<Arc<PollScheduler>> {
+        self.registry.reload_maintenance().await;
         let scheduler = PollScheduler::start(
             self.poller.clone(),
             self.url_checks.clone(),

@@ -6,7 +6,6 @@ mod common;
 
 use common::{Backend, TestApp, assert_error, ssh_keygen};
 use entity::{host, host_credential, host_label, threshold};
-use hostwatch::store::notifications;
 use poem::http::StatusCode;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
@@ -44,6 +43,8 @@ on_both_backends!(
     malformed_bodies_are_client_errors,
     credentials_can_be_replaced,
     thresholds_defaults_and_updates,
+    threshold_rules_precedence_and_patch_put_delete,
+    metric_catalog_and_series_names,
     notifications_cursor_filters_and_read,
     notifications_long_poll_wakes_on_write,
     url_checks_crud_and_validation,
@@ -643,8 +644,10 @@ async fn thresholds_defaults_and_updates(app: TestApp) {
         ("swap.used_pct", 50.0, 80.0),
         ("gpu.memory_used_pct", 90.0, 95.0),
         ("gpu.temperature_c", 85.0, 95.0),
+        ("disk.hours_to_full", 48.0, 6.0),
     ] {
         let t = by_metric(&list, metric).unwrap_or_else(|| panic!("no default for {metric}"));
+        assert_eq!(t["source"], "default", "{metric}");
         assert_eq!(
             (t["warning"].as_f64(), t["critical"].as_f64()),
             (Some(w), Some(c)),
@@ -662,9 +665,10 @@ async fn thresholds_defaults_and_updates(app: TestApp) {
     assert_eq!(put["for_polls"], 3);
     let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
     assert_eq!(by_metric(&list, "cpu.usage_pct").unwrap()["warning"], 50.0);
+    assert_eq!(by_metric(&list, "cpu.usage_pct").unwrap()["source"], "host");
     assert_eq!(
         list["items"].as_array().unwrap().len(),
-        6,
+        7,
         "PUT replaced, did not add"
     );
     let (status, _) = app
@@ -718,8 +722,8 @@ async fn thresholds_defaults_and_updates(app: TestApp) {
             Some(json!({})),
         )
         .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown metric",
+        StatusCode::BAD_REQUEST,
+        "unknown metric \"cpu.bogus\"",
     );
     assert_error(
         &app.get("/api/v1/hosts/999/thresholds").await,
@@ -734,8 +738,314 @@ async fn thresholds_defaults_and_updates(app: TestApp) {
     );
 }
 
+/// One threshold of a host's list in force, by metric and label.
+fn in_force(list: &Value, metric: &str, label: &str) -> Option<Value> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["metric"] == metric && t["label"] == label)
+        .cloned()
+}
+
+async fn threshold_rules_precedence_and_patch_put_delete(app: TestApp) {
+    let mut prod = key_host("prod-db");
+    prod["labels"] = json!(["env=prod", "role=db"]);
+    let (_, h) = app.post("/api/v1/hosts", prod).await;
+    let id = h["id"].as_i64().unwrap();
+    let mut dev = key_host("dev-1");
+    dev["labels"] = json!(["env=dev"]);
+    let (_, other) = app.post("/api/v1/hosts", dev).await;
+    let dev = other["id"].as_i64().unwrap();
+    let rule = |name: &str, selector: Value, label: Option<&str>, w: f64, c: f64| {
+        let mut body = json!({"name": name, "selector": selector, "metric": "disk.used_pct", "warning": w, "critical": c});
+        if let Some(l) = label {
+            body["label"] = json!(l);
+        }
+        body
+    };
+    let (status, r1) = app
+        .post(
+            "/api/v1/threshold-rules",
+            rule("prod disks", json!(["env=prod"]), None, 80.0, 90.0),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{r1}");
+    let (status, r2) = app
+        .post(
+            "/api/v1/threshold-rules",
+            rule(
+                "prod db disks",
+                json!(["env=prod", "role=db"]),
+                None,
+                70.0,
+                85.0,
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{r2}");
+    let (status, r3) = app
+        .post(
+            "/api/v1/threshold-rules",
+            rule("prod data", json!(["env=prod"]), Some("/data"), 95.0, 98.0),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{r3}");
+    let mut scratch = rule("no scratch", json!([]), Some("/scratch"), 1.0, 2.0);
+    scratch["enabled"] = json!(false);
+    let (status, _) = app.post("/api/v1/threshold-rules", scratch).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_error(
+        &app.post(
+            "/api/v1/threshold-rules",
+            rule("prod disks", json!([]), None, 1.0, 2.0),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "prod disks",
+    );
+    assert_error(
+        &app.post(
+            "/api/v1/threshold-rules",
+            json!({"name": "x", "metric": "disk.nope"}),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "disk.nope",
+    );
+    assert_error(
+        &app.post(
+            "/api/v1/threshold-rules",
+            json!({"name": "y", "metric": "cpu.usage_pct", "label": "/"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "label",
+    );
+
+    // The most specific rule wins; a label rule for its label; an exclusion for every host.
+    let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
+    let disk = in_force(&list, "disk.used_pct", "").unwrap();
+    assert_eq!(
+        (disk["source"].clone(), disk["rule_id"].clone()),
+        (json!("rule"), r2["id"].clone()),
+        "{list}"
+    );
+    assert_eq!(disk["warning"], 70.0);
+    let data = in_force(&list, "disk.used_pct", "/data").unwrap();
+    assert_eq!(
+        (data["warning"].clone(), data["rule_name"].clone()),
+        (json!(95.0), json!("prod data"))
+    );
+    assert_eq!(
+        in_force(&list, "disk.used_pct", "/scratch").unwrap()["enabled"],
+        false
+    );
+    // A host without the labels gets the default and the exclusion only.
+    let (_, list) = app.get(&format!("/api/v1/hosts/{dev}/thresholds")).await;
+    assert_eq!(
+        in_force(&list, "disk.used_pct", "").unwrap()["source"],
+        "default"
+    );
+    assert!(in_force(&list, "disk.used_pct", "/data").is_none());
+
+    // PATCH changes only what it names, starting from what is in force.
+    let path = format!("/api/v1/hosts/{id}/thresholds/disk.used_pct");
+    let (status, patched) = app.patch(&path, json!({"warning": 75})).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(
+        (
+            patched["warning"].clone(),
+            patched["critical"].clone(),
+            patched["source"].clone()
+        ),
+        (json!(75.0), json!(85.0), json!("host"))
+    );
+    let (_, patched) = app
+        .patch(&path, json!({"for_polls": 3, "repeat_seconds": 600}))
+        .await;
+    assert_eq!(
+        (
+            patched["warning"].clone(),
+            patched["for_polls"].clone(),
+            patched["repeat_seconds"].clone()
+        ),
+        (json!(75.0), json!(3), json!(600))
+    );
+    let (_, patched) = app.patch(&path, json!({"repeat_seconds": null})).await;
+    assert!(
+        patched.get("repeat_seconds").is_none() || patched["repeat_seconds"].is_null(),
+        "{patched}"
+    );
+    assert_eq!(
+        patched["for_polls"], 3,
+        "a PATCH keeps what it does not name"
+    );
+    // PUT replaces: what it leaves out takes the defaults.
+    let (_, put) = app
+        .call(
+            "PUT",
+            &path,
+            &app.admin.clone(),
+            Some(json!({"warning": 85})),
+        )
+        .await;
+    assert_eq!(
+        (put["warning"].clone(), put["for_polls"].clone()),
+        (json!(85.0), json!(1))
+    );
+    assert!(
+        put.get("critical").is_none() || put["critical"].is_null(),
+        "PUT without critical has none: {put}"
+    );
+    // The host's own wins over every rule, and its every-label one hides the rule's /data.
+    let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
+    assert_eq!(
+        in_force(&list, "disk.used_pct", "").unwrap()["source"],
+        "host"
+    );
+    assert!(
+        in_force(&list, "disk.used_pct", "/data").is_none(),
+        "{list}"
+    );
+    // A label of its own.
+    let (status, boot) = app
+        .call(
+            "PUT",
+            &format!("{path}?label=/boot"),
+            &app.admin.clone(),
+            Some(json!({"warning": 99, "critical": 99.5})),
+        )
+        .await;
+    assert_eq!(
+        (status, boot["label"].clone()),
+        (StatusCode::OK, json!("/boot"))
+    );
+    // DELETE goes back to what is inherited.
+    let (status, _) = app.delete(&path).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_error(
+        &app.delete(&path).await,
+        StatusCode::NOT_FOUND,
+        "no threshold of its own",
+    );
+    let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
+    assert_eq!(
+        in_force(&list, "disk.used_pct", "").unwrap()["rule_id"],
+        r2["id"]
+    );
+    assert_eq!(
+        in_force(&list, "disk.used_pct", "/boot").unwrap()["source"],
+        "host"
+    );
+    // Rules can be changed and deleted.
+    let rid = r2["id"].as_i64().unwrap();
+    let (status, _) = app
+        .call(
+            "PUT",
+            &format!("/api/v1/threshold-rules/{rid}"),
+            &app.admin.clone(),
+            Some(rule(
+                "prod db disks",
+                json!(["env=prod", "role=db"]),
+                None,
+                60.0,
+                80.0,
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
+    assert_eq!(
+        in_force(&list, "disk.used_pct", "").unwrap()["warning"],
+        60.0
+    );
+    let (status, _) = app.delete(&format!("/api/v1/threshold-rules/{rid}")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, list) = app.get(&format!("/api/v1/hosts/{id}/thresholds")).await;
+    assert_eq!(
+        in_force(&list, "disk.used_pct", "").unwrap()["rule_id"],
+        r1["id"]
+    );
+    let (_, rules) = app.get("/api/v1/threshold-rules").await;
+    assert_eq!(rules["total"], 3);
+    // A viewer reads, and cannot write.
+    let reader = app.reader.clone();
+    assert_eq!(
+        app.call("GET", "/api/v1/threshold-rules", &reader, None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call("PATCH", &path, &reader, Some(json!({"warning": 1})))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+}
+
+async fn metric_catalog_and_series_names(app: TestApp) {
+    let (status, catalog) = app.get("/api/v1/metrics/catalog").await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = catalog.as_array().unwrap();
+    let disk = entries
+        .iter()
+        .find(|e| e["name"] == "disk.used_pct")
+        .unwrap();
+    assert_eq!(
+        (
+            disk["unit"].clone(),
+            disk["label"].clone(),
+            disk["threshold"].clone()
+        ),
+        (json!("percent"), json!("mount point"), json!(true))
+    );
+    let load = entries.iter().find(|e| e["name"] == "load.one").unwrap();
+    assert_eq!(load["threshold"], false);
+    let forecast = entries
+        .iter()
+        .find(|e| e["name"] == "disk.hours_to_full")
+        .unwrap();
+    assert_eq!(
+        (
+            forecast["direction"].clone(),
+            forecast["default_critical"].clone()
+        ),
+        (json!("below"), json!(6.0))
+    );
+    let (_, h) = app.post("/api/v1/hosts", key_host("cat")).await;
+    let id = h["id"].as_i64().unwrap();
+    assert_error(
+        &app.get(&format!("/api/v1/hosts/{id}/metrics?name=cpu.nope"))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "unknown metric \"cpu.nope\"",
+    );
+    let (status, series) = app
+        .get(&format!(
+            "/api/v1/hosts/{id}/metrics?name=cpu.usage_pct&from=-6h&to=now"
+        ))
+        .await;
+    assert_eq!((status, series), (StatusCode::OK, json!([])));
+    let (status, _) = app
+        .get(&format!(
+            "/api/v1/hosts/{id}/metrics?name=cpu.usage_pct&from=2026-01-01T00:00:00Z&to=-1m"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &app.get(&format!(
+            "/api/v1/hosts/{id}/metrics?name=cpu.usage_pct&from=yesterday"
+        ))
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "from",
+    );
+}
+
 async fn notify(app: &TestApp, host_id: i64, level: &str, title: &str) -> i64 {
-    let n = notifications::insert(
+    let n = hostwatch::store::alerts::notify(
         app.db(),
         common::cpu_fired(
             host_id,
@@ -746,7 +1056,8 @@ async fn notify(app: &TestApp, host_id: i64, level: &str, title: &str) -> i64 {
         ),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .expect("a notification");
     app.state.hub.published(n.id);
     n.id
 }

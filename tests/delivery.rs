@@ -11,12 +11,8 @@ use std::{
 };
 
 use hostwatch::{
-    api,
-    crypto::SecretBox,
-    delivery::worker::DeliverySettings,
-    poller::PollerSettings,
-    services::Services,
-    store::{self, notifications},
+    api, crypto::SecretBox, delivery::worker::DeliverySettings, poller::PollerSettings,
+    services::Services, store,
 };
 use poem::{
     EndpointExt, Request, Response,
@@ -304,7 +300,10 @@ impl Service {
     async fn notify(&self, host_id: i64, level: &str) -> i64 {
         let title = format!("web-1: cpu.usage_pct is {level} (97.5 ≥ 90)");
         let notice = common::cpu_fired(host_id, level, 97.5, &title, "CPU <busy> & hot");
-        let n = notifications::insert(&self.state.db, notice).await.unwrap();
+        let n = hostwatch::store::alerts::notify(&self.state.db, notice)
+            .await
+            .unwrap()
+            .expect("a notification");
         self.state.hub.published(n.id);
         n.id
     }
@@ -771,7 +770,10 @@ async fn notify_alert(
     let mut notice = common::cpu_fired(host_id, "warning", 95.0, label, "busy");
     notice.key.label = label.to_owned();
     notice.event = event;
-    let n = notifications::insert(&svc.state.db, notice).await.unwrap();
+    let n = hostwatch::store::alerts::notify(&svc.state.db, notice)
+        .await
+        .unwrap()
+        .expect("a notification");
     svc.state.hub.published(n.id);
     n.id
 }

@@ -23,6 +23,17 @@ pub struct Model {
     pub since_at: i64,
     pub last_notified_at: Option<i64>,
     pub updated_at: i64,
+    /// The notification that opened the current episode (its `fired`).
+    pub opened_notification_id: Option<i64>,
+    /// The level crossed, as the last notification said.
+    pub threshold: Option<f64>,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<i64>,
+    pub ack_comment: Option<String>,
+    pub ack_expires_at: Option<i64>,
+    /// The newest firing notification a silence or maintenance window kept from channels, to
+    /// deliver when it ends while the alert still fires.
+    pub held_notification_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

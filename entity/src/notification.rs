@@ -25,6 +25,12 @@ pub struct Model {
     pub message: String,
     pub created_at: i64,
     pub read_at: Option<i64>,
+    /// The alert (`alert_states` row) it is about.
+    pub alert_id: Option<i64>,
+    /// The silence that kept it from channels, when one did.
+    pub silence_id: Option<i64>,
+    /// The maintenance window that kept it from channels, when one did.
+    pub maintenance_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

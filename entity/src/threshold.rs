@@ -10,6 +10,8 @@ pub struct Model {
     pub host_id: Option<i64>,
     pub url_check_id: Option<i64>,
     pub metric: String,
+    /// The one label (mount, GPU index, interface) it is about; empty for every label.
+    pub label: String,
     pub warning: Option<f64>,
     pub critical: Option<f64>,
     pub for_polls: i32,

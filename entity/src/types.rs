@@ -303,6 +303,10 @@ text_enum! {
         HostDeleted = "host_deleted",
         /// A URL check was created, changed or deleted.
         UrlCheck = "url_check",
+        /// A fleet-wide threshold rule changed: every host's rules are read again.
+        ThresholdRules = "threshold_rules",
+        /// A maintenance window changed: the windows are read again.
+        Maintenance = "maintenance",
     }
 }
 
@@ -342,5 +346,72 @@ mod tests {
         );
         assert!(Level::try_from_value(&"loud".to_owned()).is_err());
         assert!(Level::Info < Level::Warning && Level::Warning < Level::Critical);
+    }
+}
+
+text_enum! {
+    /// What a silence matcher looks at.
+    pub enum MatchField {
+        /// The host's name (for a URL check, the host it is attached to).
+        Host = "host",
+        /// One of the host's labels (`env=prod`): matches when any label does.
+        HostLabel = "host_label",
+        /// The URL check's name.
+        Check = "check",
+        /// The alert's kind (`threshold`, `host_unreachable`, …).
+        Kind = "kind",
+        /// The alert's metric (`disk.used_pct`).
+        Metric = "metric",
+        /// The alert's label: mount, GPU index, certificate serial.
+        Label = "label",
+        /// The alert's level (`warning`, `critical`).
+        Level = "level",
+    }
+}
+
+text_enum! {
+    /// How a matcher compares: equality or a regular expression over the whole value.
+    pub enum MatchOp {
+        Equal = "equal",
+        NotEqual = "not_equal",
+        Regex = "regex",
+        NotRegex = "not_regex",
+    }
+}
+
+text_enum! {
+    /// How a maintenance window recurs.
+    pub enum Recurrence {
+        /// Once, from a local date and time.
+        Once = "once",
+        /// Every day at a local time.
+        Daily = "daily",
+        /// On the given weekdays at a local time.
+        Weekly = "weekly",
+    }
+}
+
+text_enum! {
+    /// A day of the week.
+    pub enum Weekday {
+        Mon = "mon",
+        Tue = "tue",
+        Wed = "wed",
+        Thu = "thu",
+        Fri = "fri",
+        Sat = "sat",
+        Sun = "sun",
+    }
+}
+
+text_enum! {
+    /// Where a host's effective threshold comes from.
+    pub enum ThresholdSource {
+        /// Set on the host itself.
+        Host = "host",
+        /// A fleet-wide rule selected by the host's labels.
+        Rule = "rule",
+        /// The built-in default.
+        Default = "default",
     }
 }

@@ -17,6 +17,7 @@ mod m20261201_000008_enrollment_repeats;
 mod m20261201_000009_cluster;
 mod m20261201_000010_accounts;
 mod m20261201_000011_url_tls;
+mod m20261202_000012_alert_actions;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_cluster::Migration),
             Box::new(m20261201_000010_accounts::Migration),
             Box::new(m20261201_000011_url_tls::Migration),
+            Box::new(m20261202_000012_alert_actions::Migration),
         ]
     }
 }

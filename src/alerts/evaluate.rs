@@ -75,6 +75,8 @@ pub struct StoredAlert {
     pub key: AlertKey,
     pub state: AlertState,
     pub last_value: Option<f64>,
+    /// Acknowledged (and the acknowledgement has not expired): no reminders.
+    pub acked: bool,
 }
 
 /// A state to write: over the stored row `id`, or a new row.
@@ -160,6 +162,9 @@ impl Changes {
             return;
         }
         let key = stored.map_or_else(key, |row| row.key.clone());
+        // An acknowledged alert sends no reminders.
+        let transition = transition
+            .filter(|t| !(matches!(t, Transition::Reminder(_)) && stored.is_some_and(|s| s.acked)));
         if let Some(tr) = transition {
             let d = describe(tr);
             self.notices.push(Notice {
@@ -187,7 +192,17 @@ impl Changes {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThresholdRule {
     pub metric: String,
+    /// The one label it is about; empty for every label of the metric.
+    pub label: String,
     pub rule: Rule,
+}
+
+/// Whether a metric's labels are mounts (the metrics pseudo filesystems are left out of).
+pub fn labelled_by_mount(metric: &str) -> bool {
+    matches!(
+        metric,
+        "disk.used_pct" | "disk.inodes_used_pct" | text::DISK_HOURS_TO_FULL
+    )
 }
 
 /// The host or URL check an evaluation is about, and how its notifications name it.
@@ -233,42 +248,74 @@ impl<'a> Index<'a> {
 /// After a successful poll: every threshold alert of the host steps with the poll's values
 /// (a label with no value this time — a mount gone, a GPU not reporting — keeps its state),
 /// and its `host_unreachable` alert resets, resolving if it fired.
+///
+/// A label is judged by the rule about it, else by the metric's every-label rule — except a
+/// mount in `pseudo_mounts` (tmpfs and the like), which only a rule about it judges. A stored
+/// alert no rule judges any more resolves with its next value.
 pub fn after_poll(
     host: Who<'_>,
     rules: &[ThresholdRule],
     stored: &[StoredAlert],
     values: &[MetricValue],
+    pseudo_mounts: &[String],
     now_ms: i64,
 ) -> Changes {
     let mut changes = Changes::default();
     let index = Index::new(stored);
-    for t in rules {
+    let metrics: BTreeSet<&str> = rules
+        .iter()
+        .map(|r| r.metric.as_str())
+        .chain(
+            stored
+                .iter()
+                .filter(|s| s.key.kind == AlertKind::Threshold)
+                .map(|s| s.key.metric.as_str()),
+        )
+        .collect();
+    for metric in metrics {
+        let every = rules
+            .iter()
+            .find(|r| r.metric == metric && r.label.is_empty());
         let mut by_label: HashMap<&str, f64> = HashMap::new();
-        for v in values.iter().filter(|v| v.name == t.metric) {
+        for v in values.iter().filter(|v| v.name == metric) {
             by_label.insert(v.label.as_str(), v.value);
         }
         let labels: BTreeSet<&str> = by_label
             .keys()
             .copied()
-            .chain(index.labels(AlertKind::Threshold, &t.metric))
+            .chain(index.labels(AlertKind::Threshold, metric))
             .collect();
         for label in labels {
-            let existing = index.get(AlertKind::Threshold, &t.metric, label);
+            let own = rules
+                .iter()
+                .find(|r| r.metric == metric && r.label == label);
+            let pseudo = labelled_by_mount(metric) && pseudo_mounts.iter().any(|m| m == label);
+            let rule = own.or(every.filter(|_| !pseudo)).map(|t| &t.rule);
+            let existing = index.get(AlertKind::Threshold, metric, label);
+            let Some(rule) = rule.cloned().or_else(|| {
+                // Nothing judges it: an alert left from before resolves, none starts.
+                existing.map(|_| Rule {
+                    enabled: false,
+                    ..unreachable_rule(1)
+                })
+            }) else {
+                continue;
+            };
             let before = existing.map_or_else(|| at_rest(now_ms), |s| s.state);
             let value = by_label.get(label).copied();
-            let (after, transition) = machine::step(before, &t.rule, value, now_ms);
+            let (after, transition) = machine::step(before, &rule, value, now_ms);
             changes.record(
                 existing,
                 || AlertKey {
                     subject: host.subject,
                     kind: AlertKind::Threshold,
-                    metric: t.metric.clone(),
+                    metric: metric.to_owned(),
                     label: label.to_owned(),
                 },
                 after,
                 value,
                 transition,
-                |tr| text::threshold(host.named, &t.metric, label, &t.rule, value, tr),
+                |tr| text::threshold(host.named, metric, label, &rule, value, tr, now_ms),
             );
         }
     }
@@ -509,6 +556,7 @@ mod tests {
     fn rule(metric: &str, warning: f64, critical: f64) -> ThresholdRule {
         ThresholdRule {
             metric: metric.into(),
+            label: String::new(),
             rule: Rule {
                 warning: Some(warning),
                 critical: Some(critical),
@@ -548,6 +596,7 @@ mod tests {
                         key: c.key.clone(),
                         state: c.state,
                         last_value: c.last_value,
+                        acked: false,
                     });
                 }
             }
@@ -566,7 +615,7 @@ mod tests {
             value("disk.used_pct", "/", 40.0),
             value("disk.used_pct", "/home", 50.0),
         ];
-        let changes = after_poll(host(), &rules, &[], &values, NOW);
+        let changes = after_poll(host(), &rules, &[], &values, &[], NOW);
         assert!(changes.is_empty(), "{changes:?}");
     }
 
@@ -577,7 +626,7 @@ mod tests {
             value("disk.used_pct", "/", 40.0),
             value("disk.used_pct", "/data", 97.0),
         ];
-        let fired = after_poll(host(), &rules, &[], &values, NOW);
+        let fired = after_poll(host(), &rules, &[], &values, &[], NOW);
         assert_eq!(fired.states.len(), 1);
         assert_eq!(fired.states[0].key.label, "/data");
         assert_eq!(fired.states[0].last_value, Some(97.0));
@@ -605,19 +654,21 @@ mod tests {
             &rules,
             &rows,
             &[value("disk.used_pct", "/data", 98.0)],
+            &[],
             NOW + 10_000,
         );
         assert!(still.notices.is_empty());
         assert_eq!(still.states[0].last_value, Some(98.0));
         // The mount gone from this poll: no change at all (missing data is not recovery).
         let rows = stored_after(&rows, &still);
-        assert!(after_poll(host(), &rules, &rows, &[], NOW + 20_000).is_empty());
+        assert!(after_poll(host(), &rules, &rows, &[], &[], NOW + 20_000).is_empty());
         // Back under the hysteresis: resolved, with the level it had.
         let back = after_poll(
             host(),
             &rules,
             &rows,
             &[value("disk.used_pct", "/data", 70.0)],
+            &[],
             NOW + 30_000,
         );
         assert_eq!(back.notices.len(), 1);
@@ -642,7 +693,7 @@ mod tests {
         assert_eq!(rows[0].state.pending_polls, 5);
         assert_eq!(rows[0].state.phase, Phase::Firing(Level::Critical));
 
-        let back = after_poll(host(), &[], &rows, &[], NOW + 10_000);
+        let back = after_poll(host(), &[], &rows, &[], &[], NOW + 10_000);
         let [notice] = back.notices.as_slice() else {
             panic!("{back:?}")
         };
@@ -656,7 +707,7 @@ mod tests {
 
         // A failure that did not fire only resets.
         let one = stored_after(&[], &after_failed_poll(host(), None, "x", 3, NOW));
-        let reset = after_poll(host(), &[], &one, &[], NOW + 1000);
+        let reset = after_poll(host(), &[], &one, &[], &[], NOW + 1000);
         assert!(reset.notices.is_empty());
         assert_eq!(reset.states[0].state.pending_polls, 0);
     }
@@ -734,5 +785,162 @@ mod tests {
         let changes = after_url_check(check(), &rules, &[], &down, NOW);
         assert_eq!(changes.notices.len(), 1);
         assert_eq!(changes.notices[0].key.kind, AlertKind::UrlStatus);
+    }
+
+    #[test]
+    fn pseudo_mounts_only_alert_by_a_rule_about_them() {
+        let mut rules = vec![rule("disk.used_pct", 85.0, 95.0)];
+        let values = [
+            value("disk.used_pct", "/dev/shm", 100.0),
+            value("disk.used_pct", "/", 50.0),
+        ];
+        let pseudo = ["/dev/shm".to_owned()];
+        assert!(after_poll(host(), &rules, &[], &values, &pseudo, NOW).is_empty());
+        // Without the exclusion the same values fire.
+        assert_eq!(
+            after_poll(host(), &rules, &[], &values, &[], NOW)
+                .notices
+                .len(),
+            1
+        );
+        // A rule that names the mount judges it anyway.
+        rules.push(ThresholdRule {
+            label: "/dev/shm".into(),
+            ..rule("disk.used_pct", 90.0, 99.0)
+        });
+        let c = after_poll(host(), &rules, &[], &values, &pseudo, NOW);
+        assert_eq!(c.notices.len(), 1);
+        assert_eq!(c.notices[0].threshold, Some(99.0));
+    }
+
+    #[test]
+    fn a_label_rule_overrides_and_an_orphaned_alert_resolves() {
+        let rules = vec![
+            rule("disk.used_pct", 85.0, 95.0),
+            ThresholdRule {
+                label: "/data".into(),
+                ..rule("disk.used_pct", 97.0, 99.0)
+            },
+        ];
+        let values = [
+            value("disk.used_pct", "/data", 96.0),
+            value("disk.used_pct", "/", 96.0),
+        ];
+        let c = after_poll(host(), &rules, &[], &values, &[], NOW);
+        let fired: Vec<&str> = c.notices.iter().map(|n| n.key.label.as_str()).collect();
+        assert_eq!(fired, ["/"]);
+        // The rule goes away while "/" fires: it resolves at its next value.
+        let rows = stored_after(&[], &c);
+        let c = after_poll(host(), &[], &rows, &values, &[], NOW + 10_000);
+        assert_eq!(c.notices.len(), 1);
+        assert_eq!(c.notices[0].event, Event::Resolved);
+    }
+
+    #[test]
+    fn an_acknowledged_alert_sends_no_reminders_but_escalates() {
+        let mut cpu = rule("cpu.usage_pct", 80.0, 90.0);
+        cpu.rule.repeat_seconds = Some(60);
+        let rules = [cpu];
+        let fired = after_poll(
+            host(),
+            &rules,
+            &[],
+            &[value("cpu.usage_pct", "", 85.0)],
+            &[],
+            NOW,
+        );
+        let mut rows = stored_after(&[], &fired);
+        rows[0].acked = true;
+        let later = after_poll(
+            host(),
+            &rules,
+            &rows,
+            &[value("cpu.usage_pct", "", 85.0)],
+            &[],
+            NOW + 120_000,
+        );
+        assert!(later.notices.is_empty(), "{later:?}");
+        let rows = stored_after(&rows, &later);
+        let up = after_poll(
+            host(),
+            &rules,
+            &rows,
+            &[value("cpu.usage_pct", "", 95.0)],
+            &[],
+            NOW + 130_000,
+        );
+        assert_eq!(up.notices[0].event, Event::Escalated);
+        // Not acknowledged: the reminder comes.
+        let mut rows = stored_after(&[], &fired);
+        rows[0].acked = false;
+        let later = after_poll(
+            host(),
+            &rules,
+            &rows,
+            &[value("cpu.usage_pct", "", 85.0)],
+            &[],
+            NOW + 120_000,
+        );
+        assert_eq!(later.notices[0].event, Event::Reminder);
+    }
+
+    #[test]
+    fn a_filling_disk_fires_its_forecast_saying_when() {
+        use crate::alerts::forecast::{DiskTrend, MountUse};
+        let spec = super::super::host_metric(text::DISK_HOURS_TO_FULL).unwrap();
+        let (warning, critical) = spec.defaults.unwrap();
+        let forecast = ThresholdRule {
+            metric: text::DISK_HOURS_TO_FULL.into(),
+            label: String::new(),
+            rule: Rule {
+                warning: Some(warning),
+                critical: Some(critical),
+                direction: spec.direction,
+                for_polls: 1,
+                hysteresis: 0.0,
+                repeat_seconds: None,
+                enabled: true,
+            },
+        };
+        // 2 GiB more used every hour: once the trend is known (a quarter of the window) the
+        // disk is full within a day (a warning), and later within 6 hours (critical).
+        const GIB: u64 = 1 << 30;
+        let mut trend = DiskTrend::new(std::time::Duration::from_secs(6 * 3600));
+        let mut rows: Vec<StoredAlert> = Vec::new();
+        let mut notices = Vec::new();
+        for minute in 0..=300u64 {
+            let used = 90 * GIB + minute * 2 * GIB / 60;
+            let now = NOW + minute as i64 * 60_000;
+            let values = trend.observe(
+                now,
+                [MountUse {
+                    mount: "/var",
+                    used_bytes: used,
+                    available_bytes: 110 * GIB - used,
+                }],
+            );
+            let c = after_poll(
+                host(),
+                std::slice::from_ref(&forecast),
+                &rows,
+                &values,
+                &[],
+                now,
+            );
+            rows = stored_after(&rows, &c);
+            notices.extend(c.notices);
+        }
+        let [fired, escalated] = notices.as_slice() else {
+            panic!("{notices:?}")
+        };
+        assert_eq!((fired.event, fired.level), (Event::Fired, Level::Warning));
+        assert_eq!(
+            (escalated.event, escalated.level),
+            (Event::Escalated, Level::Critical)
+        );
+        assert!(escalated.value.unwrap() <= 6.0);
+        assert_eq!(fired.key.label, "/var");
+        assert!(fired.message.contains("full in about"), "{}", fired.message);
+        assert!(fired.message.contains("UTC"), "{}", fired.message);
     }
 }

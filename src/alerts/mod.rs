@@ -1,11 +1,18 @@
 //! Alerts: the metrics thresholds apply to and their defaults; the state machine of one alert
 //! (`machine`); the evaluator that steps a subject's alerts with what was observed (`evaluate`);
+//! which threshold applies (`rules`); silences and maintenance windows (`silence`,
+//! `maintenance`); disk-full forecasts (`forecast`); every metric's description (`catalog`);
 //! and what the notifications say (`text`).
 //!
 //! Pure: nothing here touches the database, SSH or the API.
 
+pub mod catalog;
 pub mod evaluate;
+pub mod forecast;
 pub mod machine;
+pub mod maintenance;
+pub mod rules;
+pub mod silence;
 pub mod text;
 
 /// Which side of a threshold is bad.
@@ -83,6 +90,12 @@ pub const HOST_METRICS: &[MetricSpec] = &[
         "GPU temperature per GPU, °C",
         Some((85.0, 95.0)),
     ),
+    MetricSpec {
+        name: text::DISK_HOURS_TO_FULL,
+        description: "hours until the mount is full at the rate of the recent window",
+        direction: Direction::Below,
+        defaults: Some((48.0, 6.0)),
+    },
 ];
 
 /// Metrics a URL-check threshold can be set on.

@@ -12,6 +12,17 @@ use super::{
 pub const URL_RESPONSE_MS: &str = "url.response_ms";
 /// The URL-check metric of a certificate's days left.
 pub const CERT_DAYS_LEFT: &str = "cert.days_left";
+/// The derived host metric of a mount's hours until full at its recent rate.
+pub const DISK_HOURS_TO_FULL: &str = "disk.hours_to_full";
+
+/// "after 1 poll", "after 3 consecutive polls".
+pub fn after_polls(n: u32) -> String {
+    if n <= 1 {
+        "after 1 poll".to_owned()
+    } else {
+        format!("after {n} consecutive polls")
+    }
+}
 
 /// The host or URL check a notification is about, as it names it.
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +80,7 @@ pub fn threshold(
     rule: &Rule,
     value: Option<f64>,
     tr: Transition,
+    now_ms: i64,
 ) -> Described {
     let name = host.name;
     let what = if label.is_empty() {
@@ -90,14 +102,26 @@ pub fn threshold(
             format!("{name}: {what} is back to normal ({v}, was {from})")
         }
     };
-    let message = format!(
-        "{what} on {name} ({}) is {v}; {level} level {th} (hysteresis {}, {} consecutive polls \
-         to fire). Event: {}.",
+    let mut message = format!(
+        "{what} on {name} ({}) is {v}; {level} level {th} (hysteresis {}, fires {}). Event: {}.",
         host.place,
         number(rule.hysteresis),
-        rule.for_polls,
+        after_polls(rule.for_polls),
         tr.event()
     );
+    if metric == DISK_HOURS_TO_FULL
+        && tr.firing()
+        && let Some(hours) = value
+    {
+        let full_at =
+            chrono::DateTime::from_timestamp_millis(now_ms + (hours * 3_600_000.0) as i64)
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+        message.push_str(&format!(
+            " At the rate of the recent hours {label} is full in about {} hours, around {full_at}.",
+            number(hours)
+        ));
+    }
     Described {
         title,
         message,
@@ -291,6 +315,14 @@ pub mod status {
         (
             format!("{name} is reachable again"),
             format!("{name} was enrolled."),
+        )
+    }
+
+    /// An enrollment worked after one that failed.
+    pub fn enrollment_worked(name: &str) -> (String, String) {
+        (
+            format!("{name}: enrollment works again"),
+            format!("{name} was enrolled; the failed enrollment before is resolved."),
         )
     }
 

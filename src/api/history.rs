@@ -10,6 +10,7 @@ use poem_openapi::{
 };
 
 use crate::{
+    alerts::catalog,
     api::{
         ApiResult, ApiTags, Auth, Page,
         status::{BadRequest, Invalid, NotFound},
@@ -88,6 +89,34 @@ pub enum SeriesResponse {
     Ok(Json<Vec<Series>>),
 }
 
+/// One metric of the catalog.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct CatalogMetric {
+    /// As in `?name=` and in threshold paths.
+    pub name: String,
+    /// `host` or `url_check`.
+    pub subject: String,
+    /// Unit of its values: `percent`, `bytes per second`, `hours`, …
+    pub unit: String,
+    /// What its label holds (`mount point`, `interface`, `GPU index`); empty when it has none.
+    pub label: String,
+    pub description: String,
+    /// Whether a threshold can be set on it.
+    pub threshold: bool,
+    /// `above`: values over a level are bad; `below`: values under it (days left).
+    pub direction: Option<String>,
+    /// Built-in warning and critical levels, when it has them.
+    pub default_warning: Option<f64>,
+    pub default_critical: Option<f64>,
+}
+
+#[derive(ApiResponse)]
+pub enum CatalogResponse {
+    #[oai(status = 200)]
+    Ok(Json<Vec<CatalogMetric>>),
+}
+
 #[derive(ApiResponse)]
 pub enum EnrollmentResponse {
     #[oai(status = 200)]
@@ -139,8 +168,9 @@ impl HistoryApi {
     /// A metric's time series
     ///
     /// `name` such as `cpu.usage_pct`, `disk.used_pct` (label `/`), `net.rx_bytes_per_s`
-    /// (label `eth0`). Without `label`, every label of the metric. The range defaults to the
-    /// last hour.
+    /// (label `eth0`): one of `GET /metrics/catalog`, else 400. Without `label`, every label of
+    /// the metric. `from` and `to` are RFC 3339 times or relative to now (`-1h`, `-30m`,
+    /// `-7d`, `now`); the range defaults to the last hour.
     #[oai(
         path = "/hosts/:id/metrics",
         method = "get",
@@ -152,12 +182,30 @@ impl HistoryApi {
         id: Path<i64>,
         name: Query<String>,
         label: Query<Option<String>>,
-        from: Query<Option<DateTime<Utc>>>,
-        to: Query<Option<DateTime<Utc>>>,
+        /// Start: RFC 3339 (`2026-12-01T10:00:00Z`) or relative (`-6h`); default an hour
+        /// before `to`.
+        from: Query<Option<String>>,
+        /// End: RFC 3339 or relative (`-5m`, `now`); default now.
+        to: Query<Option<String>>,
     ) -> ApiResult<SeriesResponse, (BadRequest, NotFound, Invalid)> {
         hosts::get(&self.0.db, id.0).await?;
-        let to = to.0.unwrap_or_else(Utc::now);
-        let from = from.0.unwrap_or(to - Duration::hours(1));
+        if catalog::find(catalog::Owner::Host, &name.0).is_none() {
+            return Err(Error::BadRequest(format!(
+                "unknown metric {:?}; one of {} (GET /api/v1/metrics/catalog)",
+                name.0,
+                catalog::names(catalog::Owner::Host).join(", ")
+            ))
+            .into());
+        }
+        let now = Utc::now();
+        let to = match to.0 {
+            Some(t) => super::time_param("to", &t, now)?,
+            None => now,
+        };
+        let from = match from.0 {
+            Some(t) => super::time_param("from", &t, now)?,
+            None => to - Duration::hours(1),
+        };
         if from > to {
             return Err(Error::invalid("from", "must not be after to").into());
         }
@@ -184,6 +232,42 @@ impl HistoryApi {
             });
         }
         Ok(SeriesResponse::Ok(Json(out)))
+    }
+
+    /// The metric catalog
+    ///
+    /// Every metric hostwatch records: name, unit, label, description, and whether a
+    /// threshold can be set on it (with its defaults).
+    #[oai(
+        path = "/metrics/catalog",
+        method = "get",
+        operation_id = "get_metric_catalog"
+    )]
+    async fn catalog(&self, _auth: Auth) -> ApiResult<CatalogResponse, ()> {
+        let items = catalog::CATALOG
+            .iter()
+            .map(|e| {
+                let spec = catalog::threshold_spec(e);
+                CatalogMetric {
+                    name: e.name.to_owned(),
+                    subject: match e.owner {
+                        catalog::Owner::Host => "host".into(),
+                        catalog::Owner::UrlCheck => "url_check".into(),
+                    },
+                    unit: e.unit.to_owned(),
+                    label: e.label.to_owned(),
+                    description: e.description.to_owned(),
+                    threshold: spec.is_some(),
+                    direction: spec.map(|s| match s.direction {
+                        crate::alerts::Direction::Above => "above".into(),
+                        crate::alerts::Direction::Below => "below".into(),
+                    }),
+                    default_warning: spec.and_then(|s| s.defaults).map(|d| d.0),
+                    default_critical: spec.and_then(|s| s.defaults).map(|d| d.1),
+                }
+            })
+            .collect();
+        Ok(CatalogResponse::Ok(Json(items)))
     }
 
     /// The latest enrollment transcript

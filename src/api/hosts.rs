@@ -174,8 +174,22 @@ pub struct Host {
     pub last_ok_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The maintenance window it is in now, when it is in one.
+    pub maintenance: Option<HostMaintenance>,
     /// Only in the answer to a change: what happens next because of it.
     pub notice: Option<String>,
+}
+
+/// The maintenance window a host is in.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct HostMaintenance {
+    pub window_id: i64,
+    pub name: String,
+    /// When this occurrence ends.
+    pub until: DateTime<Utc>,
+    /// Whether it is polled meanwhile (`false`: polls pause).
+    pub collect: bool,
 }
 
 impl From<HostView> for Host {
@@ -231,6 +245,7 @@ impl From<HostView> for Host {
             last_ok_at: h.last_ok_at.map(ts),
             created_at: ts(h.created_at),
             updated_at: ts(h.updated_at),
+            maintenance: None,
             notice: None,
         }
     }
@@ -412,7 +427,19 @@ impl HostsApi {
     /// records only now and then.
     fn shown(&self, mut view: HostView) -> Host {
         self.0.poller.apply_newest_times(&mut view.host);
-        view.into()
+        let windows = self.0.poller.maintenance_windows();
+        let maintenance =
+            crate::alerts::maintenance::covering(&windows, view.host.id, &view.labels, Utc::now())
+                .next()
+                .map(|(w, until)| HostMaintenance {
+                    window_id: w.id,
+                    name: w.name.clone(),
+                    until,
+                    collect: w.collect,
+                });
+        let mut host: Host = view.into();
+        host.maintenance = maintenance;
+        host
     }
 }
 
@@ -421,8 +448,8 @@ impl HostsApi {
     /// Register a host
     ///
     /// Validates the address, port, username, schedule and key (decrypting it with the
-    /// passphrase to prove it), stores the credentials encrypted, and creates the default
-    /// thresholds. Enrollment over SSH starts in the background; its transcript appears at
+    /// passphrase to prove it) and stores the credentials encrypted; its thresholds are
+    /// inherited (`GET /hosts/{id}/thresholds`). Enrollment over SSH starts in the background; its transcript appears at
     /// `GET /hosts/{id}/enrollment`.
     #[oai(path = "/hosts", method = "post", operation_id = "create_host")]
     async fn create(
@@ -448,7 +475,7 @@ impl HostsApi {
             by = %Untrusted(auth.principal().who()),
             "host registered"
         );
-        Ok(CreateHostResponse::Created(Json(view.into())))
+        Ok(CreateHostResponse::Created(Json(self.shown(view))))
     }
 
     /// List hosts
@@ -530,7 +557,9 @@ impl HostsApi {
 
     /// Delete a host
     ///
-    /// Deletes the host with its credentials, history, thresholds and notifications.
+    /// Deletes the host with its credentials, history, thresholds and notifications. Each of
+    /// its alerts that was not ok resolves with a notification saying the host was deleted
+    /// (kept, without a `host_id`).
     #[oai(path = "/hosts/:id", method = "delete", operation_id = "delete_host")]
     async fn delete(
         &self,

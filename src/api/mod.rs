@@ -4,6 +4,7 @@
 //! Operations read through `store`, change hosts and checks through the registry, and reach
 //! hosts over SSH through the poller, never directly.
 
+pub mod alerts;
 pub mod auth;
 pub mod body_errors;
 pub mod channels;
@@ -12,10 +13,13 @@ pub mod error;
 pub mod guard;
 pub mod history;
 pub mod hosts;
+pub mod maintenance;
 pub mod notifications;
 pub mod polling;
 pub mod service;
 pub mod session;
+pub mod silences;
+pub mod threshold_rules;
 pub mod thresholds;
 pub mod tokens;
 pub mod url_checks;
@@ -37,8 +41,11 @@ use crate::services::Services;
 pub enum ApiTags {
     /// Monitored hosts: registration, credentials, labels.
     Hosts,
-    /// Per-host thresholds that turn metrics into notifications.
+    /// Thresholds that turn metrics into notifications: a host's own, fleet-wide rules by
+    /// label, the defaults.
     Thresholds,
+    /// Alerts firing now, acknowledgements, silences and maintenance windows.
+    Alerts,
     /// Poll attempts, metric history and enrollment transcripts.
     History,
     /// Notification records: follow them with the `after_id` cursor.
@@ -60,6 +67,10 @@ type Apis = (
     hosts::HostsApi,
     polling::PollingApi,
     thresholds::ThresholdsApi,
+    threshold_rules::ThresholdRulesApi,
+    alerts::AlertsApi,
+    silences::SilencesApi,
+    maintenance::MaintenanceApi,
     history::HistoryApi,
     notifications::NotificationsApi,
     url_checks::UrlChecksApi,
@@ -77,6 +88,10 @@ pub fn service(state: Services) -> OpenApiService<Apis, ()> {
             hosts::HostsApi(state.clone()),
             polling::PollingApi(state.clone()),
             thresholds::ThresholdsApi(state.clone()),
+            threshold_rules::ThresholdRulesApi(state.clone()),
+            alerts::AlertsApi(state.clone()),
+            silences::SilencesApi(state.clone()),
+            maintenance::MaintenanceApi(state.clone()),
             history::HistoryApi(state.clone()),
             notifications::NotificationsApi(state.clone()),
             url_checks::UrlChecksApi(state.clone()),
@@ -143,6 +158,51 @@ pub fn app_with(state: Services, limits: RequestLimits, access_log: bool) -> imp
         .around(guard::security_headers)
         .around(move |ep, req| guard::access_log(ep, req, access_log))
         .into_endpoint()
+}
+
+/// Reads a time parameter: RFC 3339 (`2026-12-01T10:00:00Z`), `now`, or relative to now
+/// (`-90s`, `-30m`, `-6h`, `-7d`, `-2w`; `+1h` ahead).
+pub fn time_param(
+    field: &'static str,
+    text: &str,
+    now: DateTime<Utc>,
+) -> crate::error::Result<DateTime<Utc>> {
+    let text = text.trim();
+    if text == "now" {
+        return Ok(now);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let bad = || {
+        crate::error::Error::invalid(
+            field,
+            format!(
+                "{text:?} is not a time: RFC 3339 (2026-12-01T10:00:00Z), now, or relative                  such as -1h, -30m, -7d"
+            ),
+        )
+    };
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'-') => (-1, &text[1..]),
+        Some(b'+') => (1, &text[1..]),
+        _ => return Err(bad()),
+    };
+    let unit_at = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = rest.split_at(unit_at);
+    let n: i64 = digits.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(bad()),
+    };
+    let delta = n
+        .checked_mul(seconds)
+        .filter(|s| *s <= 100 * 365 * 86_400)
+        .ok_or_else(bad)?;
+    Ok(now + chrono::Duration::seconds(sign * delta))
 }
 
 /// A stored time (Unix ms) as an API timestamp.

@@ -48,6 +48,12 @@ pub struct Notification {
     pub message: String,
     pub created_at: DateTime<Utc>,
     pub read_at: Option<DateTime<Utc>>,
+    /// The alert it is about (`GET /alerts/{id}`).
+    pub alert_id: Option<i64>,
+    /// The silence that kept it from channels.
+    pub silence_id: Option<i64>,
+    /// The maintenance window that kept it from channels.
+    pub maintenance_id: Option<i64>,
 }
 
 impl From<notification::Model> for Notification {
@@ -68,6 +74,9 @@ impl From<notification::Model> for Notification {
             message: n.message,
             created_at: ts(n.created_at),
             read_at: n.read_at.map(ts),
+            alert_id: n.alert_id,
+            silence_id: n.silence_id,
+            maintenance_id: n.maintenance_id,
         }
     }
 }
@@ -121,6 +130,11 @@ impl NotificationsApi {
         level: Query<Option<Level>>,
         /// `true`: only unread; `false`: only read.
         unread: Query<Option<bool>>,
+        /// `firing` or `resolved`: what the notification said.
+        state: Query<Option<NotificationState>>,
+        kind: Query<Option<AlertKind>>,
+        /// Only the notifications of this alert.
+        alert_id: Query<Option<i64>>,
         /// 1 to 500, default 50.
         #[oai(validator(minimum(value = "1"), maximum(value = "500")))]
         limit: Query<Option<u32>>,
@@ -140,6 +154,9 @@ impl NotificationsApi {
             host_id: host_id.0,
             level: level.0,
             unread: unread.0,
+            state: state.0,
+            kind: kind.0,
+            alert_id: alert_id.0,
             limit: super::limit(limit.0),
         };
         // Subscribe before the first read so a write between the read and the wait is not missed.

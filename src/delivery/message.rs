@@ -130,6 +130,7 @@ impl Message {
         };
         json!({
             "id": n.id,
+            "alert_id": n.alert_id,
             "kind": if self.test { "test" } else { n.kind.as_str() },
             "host_id": n.host_id,
             "url_check_id": n.url_check_id,
@@ -247,6 +248,9 @@ mod tests {
                 message: "disk <full> & more".into(),
                 created_at: 1_700_000_000_000,
                 read_at: None,
+                alert_id: Some(3),
+                silence_id: None,
+                maintenance_id: None,
             },
             about: About::Host {
                 name: "web-1".into(),

@@ -301,6 +301,9 @@ impl DeliveryService {
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut wake = self.hub.subscribe();
         loop {
+            if let Err(e) = self.release_held().await {
+                tracing::warn!(error = %e, "could not release held notifications");
+            }
             if let Err(e) = self.dispatch().await {
                 tracing::warn!(error = %e, "delivery dispatch failed");
             }
@@ -310,6 +313,22 @@ impl DeliveryService {
                 () = stop.cancelled() => return,
             }
         }
+    }
+
+    /// Enqueues the notifications silences and maintenance windows held back, once those have
+    /// ended while their alerts still fire.
+    async fn release_held(&self) -> Result<()> {
+        let txn = crate::store::begin_write(&self.db).await?;
+        let released = crate::store::alerts::release_held(&txn).await?;
+        txn.commit().await?;
+        for n in &released {
+            tracing::info!(
+                notification_id = n.id,
+                alert_id = n.alert_id,
+                "silence or maintenance over while the alert fires: delivering its notification"
+            );
+        }
+        Ok(())
     }
 
     /// Starts one task per channel with due rows (unless that channel is already being sent).
@@ -484,6 +503,9 @@ impl DeliveryService {
                 message: "If you can read this, hostwatch can deliver notifications here.".into(),
                 created_at: now_ms(),
                 read_at: None,
+                alert_id: None,
+                silence_id: None,
+                maintenance_id: None,
             },
             about: About::Nothing,
             test: true,

@@ -14,7 +14,10 @@ use std::{
     time::Instant,
 };
 
-use crate::{alerts::evaluate::ThresholdRule, probe::Counters};
+use crate::{
+    alerts::{evaluate::ThresholdRule, forecast::DiskTrend},
+    probe::Counters,
+};
 
 use super::Prepared;
 
@@ -41,6 +44,8 @@ pub(super) struct HostEntry {
     /// The fingerprint last recorded as seen, and when (its `last_seen_at` need not move per
     /// poll).
     pub key_seen: Option<(String, Instant)>,
+    /// Its mounts' recent use, for the disk-full forecast (kept like the newest snapshot).
+    pub disk_trend: Option<DiskTrend>,
 }
 
 /// The per-host entries.
@@ -108,8 +113,17 @@ impl HostCache {
         *entry = HostEntry {
             generation: entry.generation + 1,
             newest: entry.newest.take(),
+            disk_trend: entry.disk_trend.take(),
             ..Default::default()
         };
+    }
+
+    /// Drops every host's threshold rules (a fleet-wide rule changed); nothing else.
+    pub fn invalidate_rules(&self) {
+        for entry in self.lock().values_mut() {
+            entry.generation += 1;
+            entry.rules = None;
+        }
     }
 
     /// Forgets every host, newest snapshots too (another node may have polled them since),

@@ -200,6 +200,14 @@ pub(super) async fn enroll(
     let stored = enrollment::insert(&link.db, run).await?;
     // Facts, status, login or key may have changed.
     link.cache.invalidate(host_id);
+    if error.is_none() && facts.is_some() {
+        link.resolve(
+            &host,
+            AlertKind::EnrollmentFailed,
+            text::status::enrollment_worked(&host.name),
+        )
+        .await?;
+    }
     if let Some(message) = error {
         let reported_elsewhere = hosts::find(&link.db, host_id)
             .await?

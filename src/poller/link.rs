@@ -27,8 +27,9 @@ use crate::{
         pool::{ConnIdentity, Finish, Job, PoolError, PoolRun, SshPool},
     },
     store::{
+        alerts,
         cluster::Fence,
-        notifications::{self, NotificationHub},
+        notifications::NotificationHub,
         ssh::{self as ssh_store, SeenKey},
     },
 };
@@ -108,6 +109,7 @@ impl Link {
                 host.status_message = None;
                 *cached = Arc::new(Prepared {
                     host,
+                    labels: prepared.labels.clone(),
                     target: prepared.target.clone(),
                     identity: prepared.identity.clone(),
                 });
@@ -159,8 +161,10 @@ impl Link {
             auth,
             host_key,
         };
+        let labels = crate::store::thresholds::host_labels(&self.db, host_id).await?;
         Ok(Prepared {
             host,
+            labels,
             target,
             identity,
         })
@@ -328,10 +332,31 @@ impl Link {
     /// Writes a notification (only the leader writes them) and tells the hub.
     pub async fn notify(&self, n: Notice) -> Result<(), Error> {
         let txn = self.fence.begin(&self.db).await?;
-        let row = notifications::insert(&txn, n).await?;
+        let row = alerts::notify(&txn, n).await?;
         txn.commit().await?;
-        self.hub.publish(&row);
+        if let Some(row) = row {
+            self.hub.publish(&row);
+        }
         Ok(())
+    }
+
+    /// Resolves the host's status-like alert of `kind` when it fires (an enrollment that
+    /// worked after one that failed).
+    pub async fn resolve(
+        &self,
+        host: &host::Model,
+        kind: AlertKind,
+        (title, message): (String, String),
+    ) -> Result<(), Error> {
+        let key = AlertKey::new(Subject::Host(host.id), kind, "", "");
+        self.notify(Notice::new(
+            key,
+            kind.status_level(),
+            Event::Resolved,
+            title,
+            message,
+        ))
+        .await
     }
 
     /// Accepts the key the host presents now as its only trusted key, and clears a
@@ -401,7 +426,7 @@ async fn enter_status(
     {
         let key = AlertKey::new(Subject::Host(host.id), kind, "", "");
         let n = Notice::new(key, Level::Critical, Event::Fired, title, body);
-        return Ok(Some(notifications::insert(db, n).await?));
+        return alerts::notify(db, n).await;
     }
     Ok(None)
 }

@@ -31,6 +31,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     alerts::{
         evaluate::{Subject, Who},
+        maintenance::Window,
         text::{Named, Place},
     },
     crypto::SecretBox,
@@ -56,6 +57,10 @@ pub struct PollerSettings {
     pub enroll_on_create: bool,
     /// Failed polls in a row before `host_unreachable` fires.
     pub unreachable_after: u32,
+    /// Filesystem types left out of disk thresholds unless a threshold names the mount.
+    pub pseudo_filesystems: Arc<[String]>,
+    /// The window of the disk-full forecast's least-squares rate.
+    pub forecast_window: Duration,
 }
 
 impl Default for PollerSettings {
@@ -66,6 +71,11 @@ impl Default for PollerSettings {
             output_cap: 1 << 20,
             enroll_on_create: true,
             unreachable_after: 3,
+            pseudo_filesystems: crate::alerts::rules::PSEUDO_FILESYSTEMS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            forecast_window: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -101,6 +111,8 @@ pub const LATEST_ROW_EVERY_MS: i64 = 60_000;
 #[derive(Debug)]
 pub struct Prepared {
     pub host: host::Model,
+    /// Its labels (maintenance windows select hosts by them).
+    pub labels: Vec<String>,
     pub target: Target,
     pub identity: ConnIdentity,
 }
@@ -135,6 +147,8 @@ pub struct Poller {
     link: link::Link,
     writer: writer::PollWriter,
     settings: PollerSettings,
+    /// The maintenance windows, read again whenever one changes.
+    calendar: std::sync::RwLock<Arc<Vec<Window>>>,
 }
 
 impl Poller {
@@ -150,6 +164,7 @@ impl Poller {
             link: link::Link::new(db, secrets, hub, settings.output_cap, fence),
             writer: writer::PollWriter::default(),
             settings,
+            calendar: std::sync::RwLock::new(Arc::new(Vec::new())),
         }
     }
 
@@ -248,6 +263,23 @@ impl Poller {
     /// old ones carried over).
     pub(crate) async fn redial(&self, host_id: i64) {
         self.link.forget_connection(host_id).await;
+    }
+
+    /// Reads the maintenance windows again (one changed, or this node starts leading).
+    pub(crate) async fn reload_maintenance(&self) -> Result<()> {
+        let windows = crate::store::maintenance::all(&self.link.db).await?;
+        *self.calendar.write().expect("not poisoned") = Arc::new(windows);
+        Ok(())
+    }
+
+    /// The windows as last read.
+    pub fn maintenance_windows(&self) -> Arc<Vec<Window>> {
+        self.calendar.read().expect("not poisoned").clone()
+    }
+
+    /// A fleet rule changed: every host's rules are read again at its next poll.
+    pub(crate) fn rules_changed(&self) {
+        self.link.cache.invalidate_rules();
     }
 
     /// Forgets every host (this node just became the leader: what it cached as a standby may

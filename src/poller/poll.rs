@@ -13,6 +13,7 @@ use super::{LATEST_ROW_EVERY_MS, PollError, Poller, Prepared, who, writer::Succe
 use crate::{
     alerts::{
         evaluate::{self, AlertKey, ThresholdRule},
+        forecast::{DiskTrend, MountUse},
         text,
     },
     error::{Error, Result},
@@ -44,6 +45,9 @@ pub(super) struct Plan {
     pub counters: Counters,
     pub snapshot_json: Arc<str>,
     pub values: Vec<MetricValue>,
+    /// Mounts of pseudo filesystems (tmpfs and the like): no disk threshold unless one names
+    /// them.
+    pub pseudo_mounts: Vec<String>,
     /// Present when this poll rewrites the host's rows (see [`LATEST_ROW_EVERY_MS`]).
     pub latest: Option<LatestRow>,
 }
@@ -55,6 +59,7 @@ pub(super) fn plan(
     host: &host::Model,
     previous: Option<&Counters>,
     row_written_at: Option<i64>,
+    pseudo_filesystems: &[String],
     now_ms: i64,
 ) -> Plan {
     let (snapshot, counters) = probe::build_snapshot(output, previous, now_ms);
@@ -71,8 +76,19 @@ pub(super) fn plan(
         snapshot_json: snapshot_json.clone(),
         counters_json: serde_json::to_string(&counters).expect("counters serialise"),
     });
+    let pseudo_mounts = snapshot
+        .disks
+        .iter()
+        .filter(|d| {
+            d.fs_type
+                .as_ref()
+                .is_some_and(|t| pseudo_filesystems.contains(t))
+        })
+        .map(|d| d.mount.clone())
+        .collect();
     Plan {
         values: probe::metric_values(&snapshot),
+        pseudo_mounts,
         snapshot,
         counters,
         snapshot_json,
@@ -204,6 +220,9 @@ impl Poller {
     ) -> Result<PollReport, PollError> {
         let mut prepared = self.link.prepared(host_id).await?;
         refuse_parked(&prepared)?;
+        if !force {
+            self.refuse_in_maintenance(&prepared)?;
+        }
         if prepared.host.enrolled_at.is_none() {
             let run = self.enroll(host_id, force).await?;
             prepared = self.link.prepared(host_id).await?;
@@ -259,13 +278,33 @@ impl Poller {
             None => polls::latest_counters(&self.link.db, host_id).await?,
         };
         let now = now_ms();
-        let plan = plan(
+        let mut plan = plan(
             &text,
             &prepared.host,
             previous.as_ref(),
             row_written_at,
+            &self.settings.pseudo_filesystems,
             now,
         );
+        let window = self.settings.forecast_window;
+        let forecasts = self.link.cache.update(host_id, |e| {
+            let trend = e.disk_trend.get_or_insert_with(|| DiskTrend::new(window));
+            trend.observe(
+                now,
+                plan.snapshot
+                    .disks
+                    .iter()
+                    .filter(|d| !plan.pseudo_mounts.contains(&d.mount))
+                    .filter_map(|d| {
+                        Some(MountUse {
+                            mount: &d.mount,
+                            used_bytes: d.used_bytes?,
+                            available_bytes: d.available_bytes?,
+                        })
+                    }),
+            )
+        });
+        plan.values.extend(forecasts);
         let rules = self.rules(host_id).await?;
         let wrote_row = plan.latest.is_some();
         let written = self
@@ -278,6 +317,7 @@ impl Poller {
                 ts: now,
                 latest: plan.latest,
                 values: plan.values,
+                pseudo_mounts: plan.pseudo_mounts,
             })
             .await?;
         self.link.cache.update(host_id, |e| {
@@ -334,6 +374,26 @@ impl Poller {
 }
 
 /// Refuses to poll a host whose status waits for an operator.
+impl Poller {
+    /// Refuses a scheduled poll of a host in a maintenance window that pauses collection: no
+    /// poll, no `host_unreachable` during a planned reboot.
+    fn refuse_in_maintenance(&self, prepared: &Prepared) -> Result<(), PollError> {
+        let windows = self.maintenance_windows();
+        let now = chrono::Utc::now();
+        let paused =
+            crate::alerts::maintenance::covering(&windows, prepared.host.id, &prepared.labels, now)
+                .find(|(w, _)| !w.collect);
+        match paused {
+            Some((w, until)) => Err(PollError::Refused(format!(
+                "in maintenance window {:?} until {}: polls pause",
+                w.name,
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 fn refuse_parked(prepared: &Prepared) -> Result<(), PollError> {
     let host = &prepared.host;
     match host.status {
@@ -401,22 +461,22 @@ mod tests {
         let ok = host(HostStatus::Ok, None);
         let now = 10_000_000;
         assert!(
-            plan(OUTPUT, &ok, None, None, now).latest.is_some(),
+            plan(OUTPUT, &ok, None, None, &[], now).latest.is_some(),
             "never written"
         );
         assert!(
-            plan(OUTPUT, &ok, None, Some(now - 1_000), now)
+            plan(OUTPUT, &ok, None, Some(now - 1_000), &[], now)
                 .latest
                 .is_none()
         );
-        let due = plan(OUTPUT, &ok, None, Some(now - LATEST_ROW_EVERY_MS), now);
+        let due = plan(OUTPUT, &ok, None, Some(now - LATEST_ROW_EVERY_MS), &[], now);
         assert_eq!(due.latest.as_ref().map(|l| l.taken_at), Some(now));
         for changed in [
             host(HostStatus::Unreachable, Some("timed out")),
             host(HostStatus::Ok, Some("enrolled")),
         ] {
             assert!(
-                plan(OUTPUT, &changed, None, Some(now - 1_000), now)
+                plan(OUTPUT, &changed, None, Some(now - 1_000), &[], now)
                     .latest
                     .is_some()
             );
@@ -425,7 +485,7 @@ mod tests {
 
     #[test]
     fn a_plan_carries_the_snapshot_and_its_values() {
-        let p = plan(OUTPUT, &host(HostStatus::Ok, None), None, None, 5_000);
+        let p = plan(OUTPUT, &host(HostStatus::Ok, None), None, None, &[], 5_000);
         assert_eq!(p.snapshot.load.as_ref().map(|l| l.one), Some(0.5));
         assert!(
             p.values

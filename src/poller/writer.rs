@@ -62,6 +62,8 @@ pub(super) struct SuccessRecord {
     /// (see [`super::LATEST_ROW_EVERY_MS`]).
     pub latest: Option<LatestRow>,
     pub values: Vec<MetricValue>,
+    /// Mounts no disk threshold applies to unless one names them.
+    pub pseudo_mounts: Vec<String>,
 }
 
 impl SuccessRecord {
@@ -324,7 +326,14 @@ async fn write_batch(
     let mut written = Vec::with_capacity(records.len());
     for r in records {
         let stored = states.get(&r.host().id).map(Vec::as_slice).unwrap_or(&[]);
-        let changes = evaluate::after_poll(who(r.host()), &r.rules, stored, &r.values, r.ts);
+        let changes = evaluate::after_poll(
+            who(r.host()),
+            &r.rules,
+            stored,
+            &r.values,
+            &r.pseudo_mounts,
+            r.ts,
+        );
         written.push(if changes.is_empty() {
             Vec::new()
         } else {

@@ -736,6 +736,12 @@ fn snapshot_and_rates() {
         assert!(names.contains(&n), "{n} missing");
     }
     assert!(!names.contains(&"swap.used_pct"), "no swap, no swap series");
+    for n in &names {
+        assert!(
+            crate::alerts::catalog::find(crate::alerts::catalog::Owner::Host, n).is_some(),
+            "{n} is not in the metric catalog"
+        );
+    }
 }
 
 #[test]

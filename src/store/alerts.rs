@@ -1,25 +1,38 @@
-//! Alert states: read for the evaluator, and the evaluator's [`Changes`] written back with the
-//! notifications they cause, inside the caller's transaction.
+//! Alerts: their states, read for the evaluator and written back with the notifications they
+//! cause (inside the caller's transaction); acknowledgements; the notifications silences and
+//! maintenance windows held back, delivered when those end; and the alerts listed by the API.
 //!
-//! A row exists only once an alert left "ok"; its `alert_key` names the alert uniquely.
+//! A row exists once an alert left "ok" and stays, back at "ok", when it resolves: its id is
+//! the alert's (`GET /alerts/{id}`), its `alert_key` names it uniquely. Every notification goes
+//! through [`notify`], which links it to its row, marks what suppressed it and enqueues its
+//! deliveries only when nothing did.
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use entity::{
-    alert_state, notification,
-    types::{AlertPhase, Level},
+    alert_state, host, host_label, notification,
+    types::{AlertKind, AlertPhase, Event, Level},
+    url_check,
 };
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, sea_query::Expr,
 };
 
 use crate::{
     alerts::{
-        evaluate::{AlertKey, Changes, StoredAlert, Subject},
+        evaluate::{AlertKey, Changes, Notice, StoredAlert, Subject},
         machine::{AlertState, Phase},
+        maintenance::{self as calendar, Window},
+        silence::{self, AlertFacts, Silence},
     },
-    error::Result,
-    store::notifications,
+    error::{Error, Result},
+    store::{
+        deliveries, maintenance as windows,
+        notifications::{self, Marks},
+        now_ms, silences,
+    },
 };
 
 /// The unique text key of an alert, as the `alert_key` column holds it.
@@ -31,32 +44,46 @@ fn key_text(key: &AlertKey) -> String {
     format!("{prefix}{id}|{}|{}|{}", key.kind, key.metric, key.label)
 }
 
-fn stored(row: alert_state::Model) -> Option<StoredAlert> {
-    let subject = match (row.host_id, row.url_check_id) {
-        (Some(id), _) => Subject::Host(id),
-        (None, Some(id)) => Subject::UrlCheck(id),
-        (None, None) => return None,
-    };
-    let phase = match (row.state, row.level) {
+/// Whether an acknowledgement is in force at `now`.
+pub fn acked_at(row: &alert_state::Model, now: i64) -> bool {
+    row.acked_at.is_some() && row.ack_expires_at.is_none_or(|e| e > now)
+}
+
+fn subject_of(row: &alert_state::Model) -> Option<Subject> {
+    match (row.host_id, row.url_check_id) {
+        (Some(id), _) => Some(Subject::Host(id)),
+        (None, Some(id)) => Some(Subject::UrlCheck(id)),
+        (None, None) => None,
+    }
+}
+
+fn phase_of(row: &alert_state::Model) -> Phase {
+    match (row.state, row.level) {
         (AlertPhase::Firing, Some(level)) if level > Level::Info => Phase::Firing(level),
         (AlertPhase::Pending, _) => Phase::Pending,
         _ => Phase::Ok,
-    };
+    }
+}
+
+fn stored(row: alert_state::Model) -> Option<StoredAlert> {
+    let subject = subject_of(&row)?;
+    let acked = acked_at(&row, now_ms());
     Some(StoredAlert {
         id: row.id,
+        state: AlertState {
+            phase: phase_of(&row),
+            pending_polls: row.pending_polls.max(0) as u32,
+            since_ms: row.since_at,
+            last_notified_ms: row.last_notified_at,
+        },
         key: AlertKey {
             subject,
             kind: row.kind,
             metric: row.metric,
             label: row.label,
         },
-        state: AlertState {
-            phase,
-            pending_polls: row.pending_polls.max(0) as u32,
-            since_ms: row.since_at,
-            last_notified_ms: row.last_notified_at,
-        },
         last_value: row.last_value,
+        acked,
     })
 }
 
@@ -91,13 +118,16 @@ pub async fn of_url_check(db: &impl ConnectionTrait, id: i64) -> Result<Vec<Stor
         .collect())
 }
 
-/// One alert, when it has a row.
-pub async fn find(db: &impl ConnectionTrait, key: &AlertKey) -> Result<Option<StoredAlert>> {
+async fn row_of(db: &impl ConnectionTrait, key: &AlertKey) -> Result<Option<alert_state::Model>> {
     Ok(alert_state::Entity::find()
         .filter(alert_state::Column::AlertKey.eq(key_text(key)))
         .one(db)
-        .await?
-        .and_then(stored))
+        .await?)
+}
+
+/// One alert, when it has a row.
+pub async fn find(db: &impl ConnectionTrait, key: &AlertKey) -> Result<Option<StoredAlert>> {
+    Ok(row_of(db, key).await?.and_then(stored))
 }
 
 fn phase_columns(phase: Phase) -> (AlertPhase, Option<Level>) {
@@ -139,31 +169,523 @@ pub async fn apply(
                     .await?;
             }
             None => {
-                let key = &change.key;
-                alert_state::ActiveModel {
-                    alert_key: Set(key_text(key)),
-                    host_id: Set(key.subject.host_id()),
-                    url_check_id: Set(key.subject.url_check_id()),
-                    kind: Set(key.kind),
-                    metric: Set(key.metric.clone()),
-                    label: Set(key.label.clone()),
-                    state: Set(state),
-                    level: Set(level),
-                    pending_polls: Set(change.state.pending_polls as i32),
-                    last_value: Set(change.last_value),
-                    since_at: Set(change.state.since_ms),
-                    last_notified_at: Set(change.state.last_notified_ms),
-                    updated_at: Set(now_ms),
-                    ..Default::default()
-                }
-                .insert(db)
+                insert_row(
+                    db,
+                    &change.key,
+                    change.state.phase,
+                    change.state.pending_polls,
+                    change.last_value,
+                    change.state.since_ms,
+                    change.state.last_notified_ms,
+                    now_ms,
+                )
                 .await?;
             }
         }
     }
     let mut written = Vec::with_capacity(changes.notices.len());
     for n in changes.notices {
-        written.push(notifications::insert(db, n).await?);
+        written.extend(notify(db, n).await?);
+    }
+    Ok(written)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_row(
+    db: &impl ConnectionTrait,
+    key: &AlertKey,
+    phase: Phase,
+    pending_polls: u32,
+    last_value: Option<f64>,
+    since_ms: i64,
+    last_notified_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<alert_state::Model> {
+    let (state, level) = phase_columns(phase);
+    Ok(alert_state::ActiveModel {
+        alert_key: Set(key_text(key)),
+        host_id: Set(key.subject.host_id()),
+        url_check_id: Set(key.subject.url_check_id()),
+        kind: Set(key.kind),
+        metric: Set(key.metric.clone()),
+        label: Set(key.label.clone()),
+        state: Set(state),
+        level: Set(level),
+        pending_polls: Set(pending_polls as i32),
+        last_value: Set(last_value),
+        since_at: Set(since_ms),
+        last_notified_at: Set(last_notified_ms),
+        updated_at: Set(now_ms),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?)
+}
+
+/// Alerts whose state is the host's status (or an enrollment's outcome) rather than a state
+/// machine's: [`notify`] moves them with their notifications.
+pub fn is_status_alert(kind: AlertKind) -> bool {
+    matches!(
+        kind,
+        AlertKind::AuthFailed
+            | AlertKind::HostKeyMismatch
+            | AlertKind::EnrollmentFailed
+            | AlertKind::ProvisionFailed
+    )
+}
+
+/// What kept a notification from channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suppressor {
+    Silence(i64),
+    Maintenance(i64),
+}
+
+/// The facts of an alert's subject matchers and windows look at.
+#[derive(Debug, Clone, Default)]
+pub struct SubjectFacts {
+    pub name: Option<String>,
+    /// The host: the alert's own, or the one a URL check is attached to.
+    pub host_id: Option<i64>,
+    pub host_name: Option<String>,
+    pub host_labels: Vec<String>,
+    pub check_name: Option<String>,
+}
+
+/// Reads the facts of `subject` (empty when it is gone).
+pub async fn facts_of(db: &impl ConnectionTrait, subject: Subject) -> Result<SubjectFacts> {
+    let mut facts = SubjectFacts::default();
+    let host_id = match subject {
+        Subject::Host(id) => Some(id),
+        Subject::UrlCheck(id) => {
+            let check = url_check::Entity::find_by_id(id).one(db).await?;
+            facts.check_name = check.as_ref().map(|c| c.name.clone());
+            facts.name = facts.check_name.clone();
+            check.and_then(|c| c.host_id)
+        }
+    };
+    if let Some(id) = host_id
+        && let Some(h) = host::Entity::find_by_id(id).one(db).await?
+    {
+        facts.host_id = Some(id);
+        facts.host_name = Some(h.name.clone());
+        if matches!(subject, Subject::Host(_)) {
+            facts.name = Some(h.name);
+        }
+        facts.host_labels = host_label::Entity::find()
+            .filter(host_label::Column::HostId.eq(id))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|l| l.label)
+            .collect();
+    }
+    Ok(facts)
+}
+
+/// The silence or maintenance window that holds an alert's notifications back at `now`.
+pub fn suppressor(
+    silences: &[Silence],
+    windows: &[Window],
+    facts: &SubjectFacts,
+    key: &AlertKey,
+    level: Level,
+    now: i64,
+) -> Option<Suppressor> {
+    let a = AlertFacts {
+        host: facts.host_name.as_deref(),
+        host_labels: &facts.host_labels,
+        check: facts.check_name.as_deref(),
+        kind: key.kind,
+        metric: &key.metric,
+        label: &key.label,
+        level,
+    };
+    if let Some(s) = silence::silenced_by(silences, &a, now) {
+        return Some(Suppressor::Silence(s.id));
+    }
+    let host_id = facts.host_id?;
+    let at = DateTime::<Utc>::from_timestamp_millis(now)?;
+    calendar::covering(windows, host_id, &facts.host_labels, at)
+        .next()
+        .map(|(w, _)| Suppressor::Maintenance(w.id))
+}
+
+/// Writes a notification about its alert: linked to the alert's row (created for an alert
+/// without one; for a status alert, moved to firing or back to ok), marked with the silence
+/// or maintenance window that holds it back — then it is kept to be delivered when that ends
+/// if the alert still fires — and otherwise enqueued for delivery.
+///
+/// A status alert's resolution when it was not firing says nothing new: `None`.
+pub async fn notify(db: &impl ConnectionTrait, n: Notice) -> Result<Option<notification::Model>> {
+    use alert_state::Column as C;
+    let now = now_ms();
+    let row = match row_of(db, &n.key).await? {
+        Some(row) => row,
+        None => {
+            if n.event == Event::Resolved {
+                return Ok(None);
+            }
+            let phase = Phase::Firing(n.level.max(Level::Warning));
+            insert_row(db, &n.key, phase, 0, n.value, now, Some(now), now).await?
+        }
+    };
+    // A status alert's state is what its notifications say; a state machine's alert was
+    // written by `apply` already, and this only catches a notice written on its own.
+    let firing = n.event != Event::Resolved;
+    if is_status_alert(n.key.kind) && !firing && row.state != AlertPhase::Firing {
+        return Ok(None);
+    }
+    let (state, level) = if firing {
+        (AlertPhase::Firing, Some(n.level.max(Level::Warning)))
+    } else {
+        (AlertPhase::Ok, None)
+    };
+    if row.state != state || (is_status_alert(n.key.kind) && row.level != level) {
+        let since = if row.state == state {
+            row.since_at
+        } else {
+            now
+        };
+        alert_state::Entity::update_many()
+            .col_expr(C::State, Expr::value(state))
+            .col_expr(C::Level, Expr::value(level))
+            .col_expr(C::SinceAt, Expr::value(since))
+            .col_expr(C::PendingPolls, Expr::value(0))
+            .col_expr(C::LastNotifiedAt, Expr::value(Some(now)))
+            .col_expr(C::UpdatedAt, Expr::value(now))
+            .filter(C::Id.eq(row.id))
+            .exec(db)
+            .await?;
+    }
+    let facts = facts_of(db, n.key.subject).await?;
+    let silences = silences::in_force(db, now).await?;
+    let windows = windows::all(db).await?;
+    let held = suppressor(&silences, &windows, &facts, &n.key, n.level, now);
+    let event = n.event;
+    let threshold = n.threshold;
+    let marks = Marks {
+        alert_id: Some(row.id),
+        silence_id: match held {
+            Some(Suppressor::Silence(id)) => Some(id),
+            _ => None,
+        },
+        maintenance_id: match held {
+            Some(Suppressor::Maintenance(id)) => Some(id),
+            _ => None,
+        },
+        deliver: held.is_none(),
+        subject_gone: false,
+    };
+    let written = notifications::insert_marked(db, n, marks).await?;
+    let resolved = event == Event::Resolved;
+    let mut update = alert_state::Entity::update_many()
+        .col_expr(
+            C::HeldNotificationId,
+            Expr::value(if held.is_some() && !resolved {
+                Some(written.id)
+            } else {
+                None
+            }),
+        )
+        .filter(C::Id.eq(row.id));
+    if event == Event::Fired {
+        update = update.col_expr(C::OpenedNotificationId, Expr::value(Some(written.id)));
+    }
+    if !resolved {
+        update = update.col_expr(C::Threshold, Expr::value(threshold));
+    }
+    if matches!(event, Event::Fired | Event::Escalated | Event::Resolved) {
+        // Sticky until ok; an escalation asks for attention again.
+        update = update
+            .col_expr(C::AckedBy, Expr::value(Option::<String>::None))
+            .col_expr(C::AckedAt, Expr::value(Option::<i64>::None))
+            .col_expr(C::AckComment, Expr::value(Option::<String>::None))
+            .col_expr(C::AckExpiresAt, Expr::value(Option::<i64>::None));
+    }
+    update.exec(db).await?;
+    Ok(Some(written))
+}
+
+/// Delivers the notifications held back by silences and windows that have ended, for alerts
+/// still firing: each once (the held mark goes in the same transaction). Returns them.
+pub async fn release_held(db: &impl ConnectionTrait) -> Result<Vec<notification::Model>> {
+    let held = alert_state::Entity::find()
+        .filter(alert_state::Column::HeldNotificationId.is_not_null())
+        .all(db)
+        .await?;
+    if held.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    let silences = silences::in_force(db, now).await?;
+    let windows = windows::all(db).await?;
+    let mut released = Vec::new();
+    for row in held {
+        let Some(id) = row.held_notification_id else {
+            continue;
+        };
+        let clear = || {
+            alert_state::Entity::update_many()
+                .col_expr(
+                    alert_state::Column::HeldNotificationId,
+                    Expr::value(Option::<i64>::None),
+                )
+                .filter(alert_state::Column::Id.eq(row.id))
+                .filter(alert_state::Column::HeldNotificationId.eq(id))
+        };
+        if row.state != AlertPhase::Firing {
+            clear().exec(db).await?;
+            continue;
+        }
+        let (Some(subject), Some(level)) = (subject_of(&row), row.level) else {
+            continue;
+        };
+        let key = AlertKey::new(subject, row.kind, row.metric.clone(), row.label.clone());
+        let facts = facts_of(db, subject).await?;
+        if suppressor(&silences, &windows, &facts, &key, level, now).is_some() {
+            continue;
+        }
+        // Only the one that clears the mark delivers: another node or pass that raced finds
+        // it gone.
+        if clear().exec(db).await?.rows_affected == 0 {
+            continue;
+        }
+        if let Some(n) = notifications::find(db, id).await? {
+            deliveries::enqueue(db, &n).await?;
+            released.push(n);
+        }
+    }
+    Ok(released)
+}
+
+/// An alert with its subject's names, as the API lists it.
+#[derive(Debug, Clone)]
+pub struct AlertView {
+    pub row: alert_state::Model,
+    pub facts: SubjectFacts,
+}
+
+/// What to list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub host_id: Option<i64>,
+    pub url_check_id: Option<i64>,
+    /// Hosts (and the checks attached to them) carrying this label.
+    pub host_label: Option<String>,
+    pub kind: Option<AlertKind>,
+    pub level: Option<Level>,
+    pub state: Option<AlertPhase>,
+}
+
+/// Every alert that is not ok and passes the filter, most severe first then oldest, with its
+/// subject's facts.
+pub async fn active(db: &impl ConnectionTrait, f: &AlertFilter) -> Result<Vec<AlertView>> {
+    use alert_state::Column as C;
+    let mut q = alert_state::Entity::find().filter(C::State.ne(AlertPhase::Ok));
+    if let Some(id) = f.host_id {
+        q = q.filter(C::HostId.eq(id));
+    }
+    if let Some(id) = f.url_check_id {
+        q = q.filter(C::UrlCheckId.eq(id));
+    }
+    if let Some(kind) = f.kind {
+        q = q.filter(C::Kind.eq(kind));
+    }
+    if let Some(level) = f.level {
+        q = q.filter(C::Level.eq(level));
+    }
+    if let Some(state) = f.state {
+        q = q.filter(C::State.eq(state));
+    }
+    let rows = q.order_by_asc(C::Id).all(db).await?;
+    let views = with_facts(db, rows).await?;
+    let mut views: Vec<AlertView> = match &f.host_label {
+        Some(l) => views
+            .into_iter()
+            .filter(|v| v.facts.host_labels.contains(l))
+            .collect(),
+        None => views,
+    };
+    views.sort_by_key(|v| (std::cmp::Reverse(v.row.level), v.row.since_at, v.row.id));
+    Ok(views)
+}
+
+/// The rows with their subjects' facts, read in a few queries for the whole list.
+async fn with_facts(
+    db: &impl ConnectionTrait,
+    rows: Vec<alert_state::Model>,
+) -> Result<Vec<AlertView>> {
+    let check_ids: Vec<i64> = rows.iter().filter_map(|r| r.url_check_id).collect();
+    let checks: HashMap<i64, url_check::Model> = if check_ids.is_empty() {
+        HashMap::new()
+    } else {
+        url_check::Entity::find()
+            .filter(url_check::Column::Id.is_in(check_ids))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect()
+    };
+    let mut host_ids: Vec<i64> = rows.iter().filter_map(|r| r.host_id).collect();
+    host_ids.extend(checks.values().filter_map(|c| c.host_id));
+    host_ids.sort_unstable();
+    host_ids.dedup();
+    let mut hosts: HashMap<i64, String> = HashMap::new();
+    let mut labels: HashMap<i64, Vec<String>> = HashMap::new();
+    for chunk in host_ids.chunks(500) {
+        for h in host::Entity::find()
+            .filter(host::Column::Id.is_in(chunk.to_vec()))
+            .all(db)
+            .await?
+        {
+            hosts.insert(h.id, h.name);
+        }
+        for l in host_label::Entity::find()
+            .filter(host_label::Column::HostId.is_in(chunk.to_vec()))
+            .all(db)
+            .await?
+        {
+            labels.entry(l.host_id).or_default().push(l.label);
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let check = row.url_check_id.and_then(|id| checks.get(&id));
+            let host_id = row.host_id.or(check.and_then(|c| c.host_id));
+            let host_name = host_id.and_then(|id| hosts.get(&id).cloned());
+            let facts = SubjectFacts {
+                name: match check {
+                    Some(c) => Some(c.name.clone()),
+                    None => host_name.clone(),
+                },
+                host_id,
+                host_name,
+                host_labels: host_id
+                    .and_then(|id| labels.get(&id).cloned())
+                    .unwrap_or_default(),
+                check_name: check.map(|c| c.name.clone()),
+            };
+            AlertView { row, facts }
+        })
+        .collect())
+}
+
+/// One alert, whatever its state.
+pub async fn get(db: &impl ConnectionTrait, id: i64) -> Result<AlertView> {
+    let row = alert_state::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no alert with id {id}")))?;
+    Ok(with_facts(db, vec![row]).await?.remove(0))
+}
+
+/// The notifications an alert wrote, oldest first, and how many.
+pub async fn history(
+    db: &impl ConnectionTrait,
+    id: i64,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<notification::Model>, u64)> {
+    let q = notification::Entity::find().filter(notification::Column::AlertId.eq(id));
+    let total = q.clone().count(db).await?;
+    let rows = q
+        .order_by_asc(notification::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?;
+    Ok((rows, total))
+}
+
+/// Acknowledges a firing or pending alert: `by` is on it.
+pub async fn ack(
+    db: &impl ConnectionTrait,
+    id: i64,
+    by: &str,
+    comment: &str,
+    expires_at: Option<i64>,
+) -> Result<AlertView> {
+    let view = get(db, id).await?;
+    if view.row.state == AlertPhase::Ok {
+        return Err(Error::Conflict(format!(
+            "alert {id} is not firing: there is nothing to acknowledge"
+        )));
+    }
+    let mut model: alert_state::ActiveModel = view.row.into();
+    model.acked_by = Set(Some(by.to_owned()));
+    model.acked_at = Set(Some(now_ms()));
+    model.ack_comment = Set(Some(comment.to_owned()));
+    model.ack_expires_at = Set(expires_at);
+    model.update(db).await?;
+    get(db, id).await
+}
+
+/// Takes an acknowledgement back (an alert without one is left as it is).
+pub async fn unack(db: &impl ConnectionTrait, id: i64) -> Result<AlertView> {
+    let view = get(db, id).await?;
+    let mut model: alert_state::ActiveModel = view.row.into();
+    model.acked_by = Set(None);
+    model.acked_at = Set(None);
+    model.ack_comment = Set(None);
+    model.ack_expires_at = Set(None);
+    model.update(db).await?;
+    get(db, id).await
+}
+
+/// The alerts of `subject` that are not ok, read before it is deleted.
+pub async fn open_of(
+    db: &impl ConnectionTrait,
+    subject: Subject,
+) -> Result<Vec<alert_state::Model>> {
+    let q = alert_state::Entity::find().filter(alert_state::Column::State.ne(AlertPhase::Ok));
+    let q = match subject {
+        Subject::Host(id) => q.filter(alert_state::Column::HostId.eq(id)),
+        Subject::UrlCheck(id) => q.filter(alert_state::Column::UrlCheckId.eq(id)),
+    };
+    Ok(q.all(db).await?)
+}
+
+/// After `subject` was deleted (in the same transaction): a resolution for each of its alerts
+/// that was not ok, saying why. They outlive the subject (no subject id) and are delivered.
+pub async fn resolve_deleted(
+    db: &impl ConnectionTrait,
+    open: Vec<alert_state::Model>,
+    what: &str,
+    name: &str,
+) -> Result<Vec<notification::Model>> {
+    let mut written = Vec::new();
+    for row in open {
+        let Some(subject) = subject_of(&row) else {
+            continue;
+        };
+        let about = match (row.metric.as_str(), row.label.as_str()) {
+            ("", _) => row.kind.as_str().to_owned(),
+            (m, "") => m.to_owned(),
+            (m, l) => format!("{m} {l}"),
+        };
+        let level = row.level.unwrap_or(Level::Warning);
+        let notice = Notice::new(
+            AlertKey::new(subject, row.kind, row.metric.clone(), row.label.clone()),
+            level,
+            Event::Resolved,
+            format!("{name}: {about} is resolved: the {what} was deleted"),
+            format!(
+                "The {what} {name} was deleted while its alert {about} was {}; the alert \
+                 ends with it.",
+                row.state
+            ),
+        );
+        let marks = Marks {
+            alert_id: Some(row.id),
+            silence_id: None,
+            maintenance_id: None,
+            deliver: true,
+            subject_gone: true,
+        };
+        written.push(notifications::insert_marked(db, notice, marks).await?);
     }
     Ok(written)
 }

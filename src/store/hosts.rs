@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::{
     crypto::SecretBox,
     error::{Error, Result},
-    store::{now_ms, thresholds},
+    store::now_ms,
 };
 
 /// Purposes the credential columns are sealed under.
@@ -167,7 +167,7 @@ async fn replace_labels(db: &impl ConnectionTrait, host_id: i64, labels: &[Strin
     Ok(())
 }
 
-/// Registers a host with its credentials, labels and default thresholds.
+/// Registers a host with its credentials and labels (its thresholds are inherited).
 pub async fn create(
     db: &DatabaseConnection,
     secrets: &SecretBox,
@@ -200,7 +200,6 @@ pub async fn create(
         .insert(&txn)
         .await?;
     replace_labels(&txn, host.id, &new.labels).await?;
-    thresholds::create_host_defaults(&txn, host.id).await?;
     txn.commit().await?;
     get(db, host.id).await
 }

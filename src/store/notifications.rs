@@ -5,7 +5,7 @@
 
 use entity::{
     notification,
-    types::{Level, NotificationState},
+    types::{AlertKind, Level, NotificationState},
 };
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -78,14 +78,35 @@ impl NotificationHub {
     }
 }
 
-/// Writes a notification and its delivery rows (inside the caller's transaction, when there is
-/// one, so neither exists without the other). The caller tells the hub after committing.
-pub async fn insert(db: &impl ConnectionTrait, n: Notice) -> Result<notification::Model> {
+/// How a notification is written: the alert it is about, what held it back, whether it goes
+/// to channels now, and whether its subject is gone (then it names none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Marks {
+    pub alert_id: Option<i64>,
+    pub silence_id: Option<i64>,
+    pub maintenance_id: Option<i64>,
+    pub deliver: bool,
+    pub subject_gone: bool,
+}
+
+/// Writes a notification and, when it is to be delivered, its delivery rows (inside the
+/// caller's transaction, when there is one, so neither exists without the other). The caller
+/// tells the hub after committing. Alerts' notifications come through `store::alerts::notify`.
+pub async fn insert_marked(
+    db: &impl ConnectionTrait,
+    n: Notice,
+    marks: Marks,
+) -> Result<notification::Model> {
     let state = n.state();
     let key = n.key;
+    let (host_id, url_check_id) = if marks.subject_gone {
+        (None, None)
+    } else {
+        (key.subject.host_id(), key.subject.url_check_id())
+    };
     let row = notification::ActiveModel {
-        host_id: Set(key.subject.host_id()),
-        url_check_id: Set(key.subject.url_check_id()),
+        host_id: Set(host_id),
+        url_check_id: Set(url_check_id),
         kind: Set(key.kind),
         metric: Set((!key.metric.is_empty()).then_some(key.metric)),
         label: Set((!key.label.is_empty()).then_some(key.label)),
@@ -98,11 +119,16 @@ pub async fn insert(db: &impl ConnectionTrait, n: Notice) -> Result<notification
         message: Set(n.message),
         created_at: Set(now_ms()),
         read_at: Set(None),
+        alert_id: Set(marks.alert_id),
+        silence_id: Set(marks.silence_id),
+        maintenance_id: Set(marks.maintenance_id),
         ..Default::default()
     }
     .insert(db)
     .await?;
-    super::deliveries::enqueue(db, &row).await?;
+    if marks.deliver {
+        super::deliveries::enqueue(db, &row).await?;
+    }
     Ok(row)
 }
 
@@ -113,6 +139,9 @@ pub struct NotificationFilter {
     pub host_id: Option<i64>,
     pub level: Option<Level>,
     pub unread: Option<bool>,
+    pub state: Option<NotificationState>,
+    pub kind: Option<AlertKind>,
+    pub alert_id: Option<i64>,
     pub limit: u64,
 }
 
@@ -128,6 +157,15 @@ pub async fn list(
     }
     if let Some(level) = &filter.level {
         query = query.filter(notification::Column::Level.eq(*level));
+    }
+    if let Some(state) = filter.state {
+        query = query.filter(notification::Column::State.eq(state));
+    }
+    if let Some(kind) = filter.kind {
+        query = query.filter(notification::Column::Kind.eq(kind));
+    }
+    if let Some(alert_id) = filter.alert_id {
+        query = query.filter(notification::Column::AlertId.eq(alert_id));
     }
     match filter.unread {
         Some(true) => query = query.filter(notification::Column::ReadAt.is_null()),

@@ -1,14 +1,22 @@
-//! Thresholds of hosts (and, with URL checks, of URLs): defaults at creation, read and replace.
+//! Thresholds: a host's or URL check's own (per metric, optionally per label), the fleet-wide
+//! rules selected by host labels, and the rules in force that `alerts::rules` picks from them
+//! and the built-in defaults.
+//!
+//! A new URL check gets the defaults written as its own; a host writes nothing and inherits.
 
-use entity::threshold;
+use entity::{host_label, threshold, threshold_rule, types::ThresholdSource};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TryIntoModel,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, TryIntoModel,
 };
 
 use crate::{
-    alerts::{HOST_METRICS, MetricSpec, URL_METRICS, evaluate::ThresholdRule, machine::Rule},
-    error::Result,
+    alerts::{
+        HOST_METRICS, MetricSpec, URL_METRICS,
+        evaluate::ThresholdRule,
+        rules::{self, Candidate, Levels, RuleRef},
+    },
+    error::{Error, Result},
     store::now_ms,
 };
 
@@ -17,27 +25,17 @@ pub const DEFAULT_FOR_POLLS: i32 = 1;
 pub const DEFAULT_HYSTERESIS: f64 = 5.0;
 
 /// The settings of one threshold.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ThresholdSettings {
-    pub warning: Option<f64>,
-    pub critical: Option<f64>,
-    pub for_polls: i32,
-    pub hysteresis: f64,
-    pub repeat_seconds: Option<i32>,
-    pub enabled: bool,
-}
+pub type ThresholdSettings = Levels;
 
-impl ThresholdSettings {
-    fn defaults(spec: &MetricSpec) -> Option<Self> {
-        spec.defaults.map(|(warning, critical)| Self {
-            warning: Some(warning),
-            critical: Some(critical),
-            for_polls: DEFAULT_FOR_POLLS,
-            hysteresis: DEFAULT_HYSTERESIS,
-            repeat_seconds: None,
-            enabled: true,
-        })
-    }
+fn defaults_of(spec: &MetricSpec) -> Option<ThresholdSettings> {
+    spec.defaults.map(|(warning, critical)| Levels {
+        warning: Some(warning),
+        critical: Some(critical),
+        for_polls: DEFAULT_FOR_POLLS,
+        hysteresis: DEFAULT_HYSTERESIS,
+        repeat_seconds: None,
+        enabled: true,
+    })
 }
 
 /// Whose thresholds: a host's or a URL check's.
@@ -61,31 +59,25 @@ impl Owner {
             Self::UrlCheck(id) => threshold::Column::UrlCheckId.eq(id),
         }
     }
-}
 
-/// Writes the default thresholds of a new host.
-pub async fn create_host_defaults(db: &impl ConnectionTrait, host_id: i64) -> Result<()> {
-    create_defaults(db, Owner::Host(host_id), HOST_METRICS).await
+    fn catalog(self) -> &'static [MetricSpec] {
+        match self {
+            Self::Host(_) => HOST_METRICS,
+            Self::UrlCheck(_) => URL_METRICS,
+        }
+    }
 }
 
 /// Writes the default thresholds of a new URL check.
 pub async fn create_url_defaults(db: &impl ConnectionTrait, url_check_id: i64) -> Result<()> {
-    create_defaults(db, Owner::UrlCheck(url_check_id), URL_METRICS).await
-}
-
-async fn create_defaults(
-    db: &impl ConnectionTrait,
-    owner: Owner,
-    specs: &[MetricSpec],
-) -> Result<()> {
     let now = now_ms();
-    let (host_id, url_check_id) = owner.columns();
-    let rows = specs.iter().filter_map(|spec| {
-        let s = ThresholdSettings::defaults(spec)?;
+    let rows = URL_METRICS.iter().filter_map(|spec| {
+        let s = defaults_of(spec)?;
         Some(threshold::ActiveModel {
-            host_id: Set(host_id),
-            url_check_id: Set(url_check_id),
+            host_id: Set(None),
+            url_check_id: Set(Some(url_check_id)),
             metric: Set(spec.name.to_owned()),
+            label: Set(String::new()),
             warning: Set(s.warning),
             critical: Set(s.critical),
             for_polls: Set(s.for_polls),
@@ -100,41 +92,124 @@ async fn create_defaults(
     Ok(())
 }
 
-/// A host's or URL check's thresholds, by metric name.
+/// A host's or URL check's own thresholds, by metric and label.
 pub async fn list(db: &impl ConnectionTrait, owner: Owner) -> Result<Vec<threshold::Model>> {
     Ok(threshold::Entity::find()
         .filter(owner.filter())
         .order_by_asc(threshold::Column::Metric)
+        .order_by_asc(threshold::Column::Label)
         .all(db)
         .await?)
+}
+
+fn levels_of(t: &threshold::Model) -> Levels {
+    Levels {
+        warning: t.warning,
+        critical: t.critical,
+        for_polls: t.for_polls,
+        hysteresis: t.hysteresis,
+        repeat_seconds: t.repeat_seconds,
+        enabled: t.enabled,
+    }
+}
+
+/// A fleet rule's selector.
+pub fn selector_of(r: &threshold_rule::Model) -> Vec<String> {
+    serde_json::from_str(&r.selector).unwrap_or_default()
+}
+
+fn rule_candidate(r: &threshold_rule::Model) -> Candidate {
+    Candidate {
+        metric: r.metric.clone(),
+        label: r.label.clone(),
+        levels: Levels {
+            warning: r.warning,
+            critical: r.critical,
+            for_polls: r.for_polls,
+            hysteresis: r.hysteresis,
+            repeat_seconds: r.repeat_seconds,
+            enabled: r.enabled,
+        },
+        source: ThresholdSource::Rule,
+        rule: Some(RuleRef {
+            id: r.id,
+            name: r.name.clone(),
+            selector: selector_of(r),
+        }),
+    }
+}
+
+/// A host's labels.
+pub async fn host_labels(db: &impl ConnectionTrait, host_id: i64) -> Result<Vec<String>> {
+    Ok(host_label::Entity::find()
+        .filter(host_label::Column::HostId.eq(host_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|l| l.label)
+        .collect())
+}
+
+/// The thresholds in force on a host: its own, the fleet rules its labels select and the
+/// defaults, the winner of each (metric, label).
+pub async fn effective_for_host(db: &impl ConnectionTrait, host_id: i64) -> Result<Vec<Candidate>> {
+    let mut all = rules::defaults(HOST_METRICS, DEFAULT_FOR_POLLS, DEFAULT_HYSTERESIS);
+    all.extend(
+        threshold_rule::Entity::find()
+            .all(db)
+            .await?
+            .iter()
+            .map(rule_candidate),
+    );
+    all.extend(
+        list(db, Owner::Host(host_id))
+            .await?
+            .iter()
+            .map(|t| Candidate {
+                metric: t.metric.clone(),
+                label: t.label.clone(),
+                levels: levels_of(t),
+                source: ThresholdSource::Host,
+                rule: None,
+            }),
+    );
+    let labels = host_labels(db, host_id).await?;
+    Ok(rules::effective(&all, &labels))
 }
 
 /// A host's or URL check's thresholds as the evaluator applies them. A stored metric that is
 /// not (or no longer) in the catalogue is left out.
 pub async fn rules(db: &impl ConnectionTrait, owner: Owner) -> Result<Vec<ThresholdRule>> {
-    let catalogue = match owner {
-        Owner::Host(_) => HOST_METRICS,
-        Owner::UrlCheck(_) => URL_METRICS,
-    };
-    Ok(list(db, owner)
-        .await?
-        .into_iter()
-        .filter_map(|t| {
-            let spec = catalogue.iter().find(|m| m.name == t.metric)?;
-            Some(ThresholdRule {
-                rule: Rule {
-                    warning: t.warning,
-                    critical: t.critical,
-                    direction: spec.direction,
-                    for_polls: t.for_polls.max(1) as u32,
-                    hysteresis: t.hysteresis,
-                    repeat_seconds: t.repeat_seconds.map(|r| r.max(0) as u32),
-                    enabled: t.enabled,
-                },
-                metric: t.metric,
+    let effective = match owner {
+        Owner::Host(id) => effective_for_host(db, id).await?,
+        Owner::UrlCheck(_) => list(db, owner)
+            .await?
+            .iter()
+            .map(|t| Candidate {
+                metric: t.metric.clone(),
+                label: t.label.clone(),
+                levels: levels_of(t),
+                source: ThresholdSource::Host,
+                rule: None,
             })
-        })
-        .collect())
+            .collect(),
+    };
+    Ok(rules::to_rules(&effective, owner.catalog()))
+}
+
+/// One of the owner's own thresholds.
+pub async fn find(
+    db: &impl ConnectionTrait,
+    owner: Owner,
+    metric: &str,
+    label: &str,
+) -> Result<Option<threshold::Model>> {
+    Ok(threshold::Entity::find()
+        .filter(owner.filter())
+        .filter(threshold::Column::Metric.eq(metric))
+        .filter(threshold::Column::Label.eq(label))
+        .one(db)
+        .await?)
 }
 
 /// Sets (creates or replaces) one threshold.
@@ -142,13 +217,10 @@ pub async fn put(
     db: &impl ConnectionTrait,
     owner: Owner,
     metric: &str,
+    label: &str,
     s: &ThresholdSettings,
 ) -> Result<threshold::Model> {
-    let existing = threshold::Entity::find()
-        .filter(owner.filter())
-        .filter(threshold::Column::Metric.eq(metric))
-        .one(db)
-        .await?;
+    let existing = find(db, owner, metric, label).await?;
     let (host_id, url_check_id) = owner.columns();
     let mut model = match existing {
         Some(row) => row.into(),
@@ -156,6 +228,7 @@ pub async fn put(
             host_id: Set(host_id),
             url_check_id: Set(url_check_id),
             metric: Set(metric.to_owned()),
+            label: Set(label.to_owned()),
             ..Default::default()
         },
     };
@@ -167,4 +240,107 @@ pub async fn put(
     model.enabled = Set(s.enabled);
     model.updated_at = Set(now_ms());
     Ok(model.save(db).await?.try_into_model()?)
+}
+
+/// Deletes one of the owner's own thresholds; `false` when it had none.
+pub async fn delete(
+    db: &impl ConnectionTrait,
+    owner: Owner,
+    metric: &str,
+    label: &str,
+) -> Result<bool> {
+    let done = threshold::Entity::delete_many()
+        .filter(owner.filter())
+        .filter(threshold::Column::Metric.eq(metric))
+        .filter(threshold::Column::Label.eq(label))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected > 0)
+}
+
+/// What a fleet rule says.
+#[derive(Debug, Clone)]
+pub struct RuleSettings {
+    pub name: String,
+    pub selector: Vec<String>,
+    pub metric: String,
+    pub label: String,
+    pub levels: Levels,
+}
+
+fn set_rule(model: &mut threshold_rule::ActiveModel, s: RuleSettings) {
+    model.name = Set(s.name);
+    model.selector = Set(serde_json::to_string(&s.selector).unwrap_or_else(|_| "[]".into()));
+    model.metric = Set(s.metric);
+    model.label = Set(s.label);
+    model.warning = Set(s.levels.warning);
+    model.critical = Set(s.levels.critical);
+    model.for_polls = Set(s.levels.for_polls);
+    model.hysteresis = Set(s.levels.hysteresis);
+    model.repeat_seconds = Set(s.levels.repeat_seconds);
+    model.enabled = Set(s.levels.enabled);
+    model.updated_at = Set(now_ms());
+}
+
+pub async fn create_rule(
+    db: &impl ConnectionTrait,
+    s: RuleSettings,
+    created_by: String,
+) -> Result<threshold_rule::Model> {
+    let name = s.name.clone();
+    let mut model = threshold_rule::ActiveModel {
+        created_by: Set(created_by),
+        created_at: Set(now_ms()),
+        ..Default::default()
+    };
+    set_rule(&mut model, s);
+    model
+        .insert(db)
+        .await
+        .map_err(|e| Error::conflict_on_unique(e, format!("a rule named {name:?} exists")))
+}
+
+pub async fn get_rule(db: &impl ConnectionTrait, id: i64) -> Result<threshold_rule::Model> {
+    threshold_rule::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no threshold rule with id {id}")))
+}
+
+pub async fn update_rule(
+    db: &impl ConnectionTrait,
+    id: i64,
+    s: RuleSettings,
+) -> Result<threshold_rule::Model> {
+    let name = s.name.clone();
+    let mut model: threshold_rule::ActiveModel = get_rule(db, id).await?.into();
+    set_rule(&mut model, s);
+    model
+        .update(db)
+        .await
+        .map_err(|e| Error::conflict_on_unique(e, format!("a rule named {name:?} exists")))
+}
+
+pub async fn delete_rule(db: &impl ConnectionTrait, id: i64) -> Result<()> {
+    let done = threshold_rule::Entity::delete_by_id(id).exec(db).await?;
+    if done.rows_affected == 0 {
+        return Err(Error::NotFound(format!("no threshold rule with id {id}")));
+    }
+    Ok(())
+}
+
+/// Rules by id, and how many there are.
+pub async fn list_rules(
+    db: &impl ConnectionTrait,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<threshold_rule::Model>, u64)> {
+    let total = threshold_rule::Entity::find().count(db).await?;
+    let rows = threshold_rule::Entity::find()
+        .order_by_asc(threshold_rule::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?;
+    Ok((rows, total))
 }
