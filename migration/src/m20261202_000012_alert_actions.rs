@@ -142,6 +142,8 @@ impl MigrationTrait for Migration {
         for stmt in [
             index("notifications", &["alert_id"], false),
             index("alert_states", &["state"], false),
+            // The delivery worker looks for held notifications every tick.
+            index("alert_states", &["held_notification_id"], false),
             index("silences", &["ends_at"], false),
         ] {
             manager.create_index(stmt).await?;
@@ -174,6 +176,7 @@ impl MigrationTrait for Migration {
         for (table, name) in [
             ("notifications", "idx_notifications_alert_id"),
             ("alert_states", "idx_alert_states_state"),
+            ("alert_states", "idx_alert_states_held_notification_id"),
         ] {
             manager
                 .drop_index(Index::drop().name(name).table(table).to_owned())
