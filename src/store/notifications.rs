@@ -56,6 +56,9 @@ impl NotificationHub {
                 kind = %n.kind,
                 level = %n.level,
                 event,
+                alert_id = n.alert_id,
+                silence_id = n.silence_id,
+                maintenance_id = n.maintenance_id,
                 "alert: {title}"
             );
         } else {
@@ -66,6 +69,9 @@ impl NotificationHub {
                 kind = %n.kind,
                 level = %n.level,
                 event,
+                alert_id = n.alert_id,
+                silence_id = n.silence_id,
+                maintenance_id = n.maintenance_id,
                 "alert: {title}"
             );
         }
