@@ -226,10 +226,9 @@ impl Registry {
     /// its alerts that was not ok resolves with a notification saying so.
     pub async fn delete_host(&self, id: i64) -> Result<()> {
         let txn = store::begin_write(&self.db).await?;
-        let name = hosts::get(&txn, id).await?.host.name;
-        let open = alerts::open_of(&txn, Subject::Host(id)).await?;
+        let gone = alerts::before_delete(&txn, Subject::Host(id)).await?;
         hosts::delete(&txn, id).await?;
-        let written = alerts::resolve_deleted(&txn, open, "host", &name).await?;
+        let written = alerts::resolve_deleted(&txn, gone, "host").await?;
         txn.commit().await?;
         for n in &written {
             self.hub.publish(n);
@@ -248,7 +247,9 @@ impl Registry {
         label: &str,
         settings: &ThresholdSettings,
     ) -> Result<threshold::Model> {
-        let row = thresholds::put(&self.db, owner, metric, label, settings).await?;
+        let txn = store::begin_write(&self.db).await?;
+        let row = thresholds::put(&txn, owner, metric, label, settings).await?;
+        txn.commit().await?;
         self.threshold_changed(owner).await;
         Ok(row)
     }
@@ -380,10 +381,9 @@ impl Registry {
     /// Deletes a URL check with its results and its job; its alerts resolve as a host's do.
     pub async fn delete_url_check(&self, id: i64) -> Result<()> {
         let txn = store::begin_write(&self.db).await?;
-        let name = url_checks::get(&txn, id).await?.name;
-        let open = alerts::open_of(&txn, Subject::UrlCheck(id)).await?;
+        let gone = alerts::before_delete(&txn, Subject::UrlCheck(id)).await?;
         url_checks::delete(&txn, id).await?;
-        let written = alerts::resolve_deleted(&txn, open, "URL check", &name).await?;
+        let written = alerts::resolve_deleted(&txn, gone, "URL check").await?;
         txn.commit().await?;
         for n in &written {
             self.hub.publish(n);

@@ -62,6 +62,7 @@ on_both_backends!(
     a_silence_holds_delivery_until_it_ends_then_delivers_once,
     maintenance_holds_delivery_and_pauses_polls,
     enrollment_and_deleted_hosts_alerts_resolve,
+    the_migration_keeps_status_alerts_and_one_threshold_each,
 );
 
 /// A webhook receiver that records every body it gets.
@@ -513,6 +514,13 @@ async fn a_silence_holds_delivery_until_it_ends_then_delivers_once(backend: Back
     let port = rx.start().await;
     h.webhook(port).await;
     let web = h.idle_host("web", json!(["env=prod"])).await;
+    // Fired and delivered before the silence; it resolves inside it.
+    h.notify(cpu_notice(web, "2", Level::Warning, Event::Fired))
+        .await;
+    eventually(10, "the first alert is delivered", || {
+        rx.titles().len() == 1
+    })
+    .await;
     let (status, silence) = h
         .call(
             "POST",
@@ -542,17 +550,20 @@ async fn a_silence_holds_delivery_until_it_ends_then_delivers_once(backend: Back
         .await;
     h.notify(cpu_notice(web, "1", Level::Warning, Event::Resolved))
         .await;
+    h.notify(cpu_notice(web, "2", Level::Warning, Event::Resolved))
+        .await;
     // One the silence does not match goes out at once.
     let mut other = cpu_notice(web, "", Level::Critical, Event::Fired);
     other.key.metric = "cpu.usage_pct".into();
     other.title = "web: cpu is critical".into();
     h.notify(other).await;
     eventually(10, "the unsilenced alert is delivered", || {
-        rx.titles().len() == 1
+        rx.titles().len() == 2
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(rx.titles(), ["web: cpu is critical"]);
+    assert_eq!(rx.titles().len(), 2, "{:?}", rx.titles());
+    assert_eq!(rx.titles()[1], "web: cpu is critical");
     let n = h.notifications("&kind=threshold").await;
     let held = n.iter().find(|n| n["id"] == fired).unwrap();
     assert_eq!(held["silence_id"], sid, "{held}");
@@ -597,18 +608,32 @@ async fn a_silence_holds_delivery_until_it_ends_then_delivers_once(backend: Back
         .ok("POST", &format!("/api/v1/silences/{sid}/expire"), None)
         .await;
     assert_eq!(expired["state"], "expired");
-    eventually(10, "the held notification is delivered", || {
-        rx.titles().len() == 2
+    eventually(10, "the held notifications are delivered", || {
+        rx.titles().len() == 4
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The firing one once; the resolution of the one channels saw open; nothing of the one
+    // that came and went inside the silence.
     let titles = rx.titles();
-    assert_eq!(
-        titles.len(),
-        2,
-        "delivered once, nothing of the resolved one: {titles:?}"
+    assert_eq!(titles.len(), 4, "{titles:?}");
+    let later = &titles[2..];
+    assert!(
+        later
+            .iter()
+            .any(|t| t.contains("gpu.util_pct 0 is warning (fired)")),
+        "{titles:?}"
     );
-    assert!(titles[1].contains("gpu.util_pct 0"), "{titles:?}");
+    assert!(
+        later
+            .iter()
+            .any(|t| t.contains("gpu.util_pct 2 is warning (resolved)")),
+        "{titles:?}"
+    );
+    assert!(
+        !titles.iter().any(|t| t.contains("gpu.util_pct 1")),
+        "{titles:?}"
+    );
     assert_eq!(h.ok("GET", "/api/v1/silences", None).await["total"], 0);
     assert_eq!(
         h.ok("GET", "/api/v1/silences?state=expired", None).await["total"],
@@ -820,4 +845,102 @@ async fn enrollment_and_deleted_hosts_alerts_resolve(backend: Backend) {
     );
     assert!(last.get("host_id").is_none(), "{last}");
     h.stop().await;
+}
+
+async fn the_migration_keeps_status_alerts_and_one_threshold_each(backend: Backend) {
+    use migration::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("hw.db").display()),
+        Backend::Postgres => match common::postgres_url().await {
+            Some(u) => u,
+            None => return,
+        },
+    };
+    let db = store::connect(&url).await.unwrap();
+    // The schema before this issue, with a host whose login is refused and the thresholds a
+    // host used to get at creation (one of them twice, as a race could leave it).
+    migration::Migrator::up(&db, Some(11)).await.unwrap();
+    let secrets = SecretBox::load(None, dir.path()).unwrap();
+    let view = store::hosts::create(
+        &db,
+        &secrets,
+        store::hosts::NewHost {
+            name: "locked-out".into(),
+            address: "127.0.0.1".into(),
+            port: 22,
+            username: "ops".into(),
+            credential: store::hosts::NewCredential::Password(zeroize::Zeroizing::new(
+                "x".to_owned(),
+            )),
+            schedule: "0 * * * * *".into(),
+            labels: vec![],
+            expected_host_key_fingerprint: None,
+            provision: false,
+            enabled: true,
+        },
+    )
+    .await
+    .unwrap();
+    let id = view.host.id;
+    let truth = if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        "TRUE"
+    } else {
+        "1"
+    };
+    db.execute_unprepared(&format!(
+        "UPDATE hosts SET status = 'auth_failed' WHERE id = {id}"
+    ))
+    .await
+    .unwrap();
+    for (metric, w, c) in [
+        ("cpu.usage_pct", 80.0, 90.0),
+        ("memory.used_pct", 70.0, 90.0),
+        ("memory.used_pct", 75.0, 90.0),
+    ] {
+        db.execute_unprepared(&format!(
+            "INSERT INTO thresholds (host_id, metric, warning, critical, for_polls, hysteresis, \
+             enabled, updated_at) VALUES ({id}, '{metric}', {w:.1}, {c:.1}, 1, 5.0, {truth}, 0)"
+        ))
+        .await
+        .unwrap();
+    }
+    store::migrate(&db).await.unwrap();
+    // The copy of the default went, the newest duplicate stayed, and a third cannot be added.
+    let own = store::thresholds::list(&db, store::thresholds::Owner::Host(id))
+        .await
+        .unwrap();
+    let kept: Vec<(String, Option<f64>)> =
+        own.iter().map(|t| (t.metric.clone(), t.warning)).collect();
+    assert_eq!(kept, [("memory.used_pct".to_owned(), Some(75.0))]);
+    assert!(
+        db.execute_unprepared(&format!(
+            "INSERT INTO thresholds (host_id, metric, label, warning, critical, for_polls, \
+             hysteresis, enabled, updated_at) VALUES ({id}, 'memory.used_pct', '', 1.0, 2.0, 1, \
+             5.0, {truth}, 0)"
+        ))
+        .await
+        .is_err(),
+        "a second threshold for the same metric and label is refused"
+    );
+    // The refused login is an alert that is firing, so leaving the status resolves it.
+    let resolved = store::alerts::notify(
+        &db,
+        Notice::new(
+            AlertKey::new(Subject::Host(id), AlertKind::AuthFailed, "", ""),
+            Level::Critical,
+            Event::Resolved,
+            "locked-out is reachable again",
+            "the login works",
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(resolved.is_some(), "the resolution was written");
+    let page = store::alerts::active(&db, &Default::default())
+        .await
+        .unwrap();
+    assert!(page.is_empty(), "{page:?}");
+    db.close().await.unwrap();
 }

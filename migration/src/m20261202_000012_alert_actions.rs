@@ -149,6 +149,32 @@ impl MigrationTrait for Migration {
             manager.create_index(stmt).await?;
         }
         let db = manager.get_connection();
+        // One threshold per (owner, metric, label): keep the newest of any duplicates, then let
+        // the database refuse more.
+        db.execute_unprepared(
+            "DELETE FROM thresholds WHERE id NOT IN (SELECT MAX(id) FROM thresholds \
+             GROUP BY host_id, url_check_id, metric, label)",
+        )
+        .await?;
+        for stmt in [
+            index("thresholds", &["host_id", "metric", "label"], true),
+            index("thresholds", &["url_check_id", "metric", "label"], true),
+        ] {
+            manager.create_index(stmt).await?;
+        }
+        // Hosts in a status that is an alert of its own had no alert row: give them one, so
+        // that leaving the status resolves it.
+        db.execute_unprepared(
+            "INSERT INTO alert_states (alert_key, host_id, kind, metric, label, state, level, \
+             pending_polls, since_at, last_notified_at, updated_at) \
+             SELECT 'h' || CAST(id AS TEXT) || '|' || status || '||', id, status, '', '', \
+             'firing', CASE status WHEN 'provision_failed' THEN 'warning' ELSE 'critical' END, \
+             0, updated_at, updated_at, updated_at FROM hosts \
+             WHERE status IN ('auth_failed', 'host_key_mismatch', 'provision_failed') \
+             AND NOT EXISTS (SELECT 1 FROM alert_states a WHERE a.alert_key = \
+             'h' || CAST(hosts.id AS TEXT) || '|' || hosts.status || '||')",
+        )
+        .await?;
         for (metric, warning, critical) in OLD_DEFAULTS {
             db.execute_unprepared(&format!(
                 "DELETE FROM thresholds WHERE host_id IS NOT NULL AND metric = '{metric}' \
@@ -177,6 +203,8 @@ impl MigrationTrait for Migration {
             ("notifications", "idx_notifications_alert_id"),
             ("alert_states", "idx_alert_states_state"),
             ("alert_states", "idx_alert_states_held_notification_id"),
+            ("thresholds", "idx_thresholds_host_id_metric_label"),
+            ("thresholds", "idx_thresholds_url_check_id_metric_label"),
         ] {
             manager
                 .drop_index(Index::drop().name(name).table(table).to_owned())

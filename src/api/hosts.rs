@@ -13,6 +13,7 @@ use poem_openapi::{
 };
 use zeroize::Zeroizing;
 
+use crate::alerts::maintenance::Window;
 use crate::{
     api::{
         ApiResult, ApiTags, Auth,
@@ -24,7 +25,10 @@ use crate::{
     scheduler,
     services::Services,
     ssh::keys::{self, KeyError},
-    store::hosts::{self as store, HostChanges, HostFilter, HostView, NewCredential, NewHost},
+    store::{
+        hosts::{self as store, HostChanges, HostFilter, HostView, NewCredential, NewHost},
+        maintenance,
+    },
     validate,
 };
 
@@ -424,12 +428,12 @@ pub struct HostsApi(pub Services);
 
 impl HostsApi {
     /// The host as the API shows it: its poll times are the poller's newest, which its row
-    /// records only now and then.
-    fn shown(&self, mut view: HostView) -> Host {
+    /// records only now and then; the maintenance window it is in, from `windows` (read from
+    /// the database: a standby's API answers too).
+    fn shown(&self, mut view: HostView, windows: &[Window]) -> Host {
         self.0.poller.apply_newest_times(&mut view.host);
-        let windows = self.0.poller.maintenance_windows();
         let maintenance =
-            crate::alerts::maintenance::covering(&windows, view.host.id, &view.labels, Utc::now())
+            crate::alerts::maintenance::covering(windows, view.host.id, &view.labels, Utc::now())
                 .next()
                 .map(|(w, until)| HostMaintenance {
                     window_id: w.id,
@@ -475,7 +479,10 @@ impl HostsApi {
             by = %Untrusted(auth.principal().who()),
             "host registered"
         );
-        Ok(CreateHostResponse::Created(Json(self.shown(view))))
+        let windows = maintenance::all(&self.0.db).await?;
+        Ok(CreateHostResponse::Created(Json(
+            self.shown(view, &windows),
+        )))
     }
 
     /// List hosts
@@ -502,8 +509,9 @@ impl HostsApi {
             offset: offset.0.unwrap_or(0),
         };
         let (items, total) = store::list(&self.0.db, &filter).await?;
+        let windows = maintenance::all(&self.0.db).await?;
         Ok(ListHostsResponse::Ok(Json(HostPage {
-            items: items.into_iter().map(|v| self.shown(v)).collect(),
+            items: items.into_iter().map(|v| self.shown(v, &windows)).collect(),
             total,
             limit: filter.limit,
             offset: filter.offset,
@@ -518,7 +526,8 @@ impl HostsApi {
         id: Path<i64>,
     ) -> ApiResult<HostResponse, (BadRequest, NotFound)> {
         let view = store::get(&self.0.db, id.0).await?;
-        Ok(HostResponse::Ok(Json(self.shown(view))))
+        let windows = maintenance::all(&self.0.db).await?;
+        Ok(HostResponse::Ok(Json(self.shown(view, &windows))))
     }
 
     /// Change a host
@@ -544,7 +553,8 @@ impl HostsApi {
         auth.require_write()?;
         let changes = body.0.validate()?;
         let updated = self.0.registry.update_host(id.0, changes).await?;
-        let mut host = self.shown(updated.view);
+        let windows = maintenance::all(&self.0.db).await?;
+        let mut host = self.shown(updated.view, &windows);
         if updated.redialled {
             host.notice = Some(
                 "the address or login changed: the old connection and its back-off were \

@@ -318,7 +318,11 @@ impl DeliveryService {
     /// Enqueues the notifications silences and maintenance windows held back, once those have
     /// ended while their alerts still fire.
     async fn release_held(&self) -> Result<()> {
-        let txn = crate::store::begin_write(&self.db).await?;
+        // A plain read first: most ticks find nothing held, and take no write lock.
+        if !crate::store::alerts::any_held(&self.db).await? {
+            return Ok(());
+        }
+        let txn = self.fence.begin(&self.db).await?;
         let released = crate::store::alerts::release_held(&txn).await?;
         txn.commit().await?;
         for n in &released {

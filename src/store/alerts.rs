@@ -379,14 +379,14 @@ pub async fn notify(db: &impl ConnectionTrait, n: Notice) -> Result<Option<notif
     };
     let written = notifications::insert_marked(db, n, marks).await?;
     let resolved = event == Event::Resolved;
+    // A held firing waits to be delivered if the alert still fires when the silence ends. A
+    // held resolution waits too, when channels saw the episode open: else they would keep it
+    // open; when they never saw it, there is nothing to close.
+    let keep = held.is_some() && (!resolved || opening_delivered(db, &row).await?);
     let mut update = alert_state::Entity::update_many()
         .col_expr(
             C::HeldNotificationId,
-            Expr::value(if held.is_some() && !resolved {
-                Some(written.id)
-            } else {
-                None
-            }),
+            Expr::value(keep.then_some(written.id)),
         )
         .filter(C::Id.eq(row.id));
     if event == Event::Fired {
@@ -407,8 +407,28 @@ pub async fn notify(db: &impl ConnectionTrait, n: Notice) -> Result<Option<notif
     Ok(Some(written))
 }
 
-/// Delivers the notifications held back by silences and windows that have ended, for alerts
-/// still firing: each once (the held mark goes in the same transaction). Returns them.
+/// Whether the notification that opened the alert's episode went to channels.
+async fn opening_delivered(db: &impl ConnectionTrait, row: &alert_state::Model) -> Result<bool> {
+    let Some(id) = row.opened_notification_id else {
+        return Ok(false);
+    };
+    Ok(notifications::find(db, id)
+        .await?
+        .is_some_and(|n| n.silence_id.is_none() && n.maintenance_id.is_none()))
+}
+
+/// Whether any notification is held back (a plain read, before a write transaction).
+pub async fn any_held(db: &impl ConnectionTrait) -> Result<bool> {
+    Ok(alert_state::Entity::find()
+        .filter(alert_state::Column::HeldNotificationId.is_not_null())
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// Delivers the notifications held back by silences and windows that have ended: a firing one
+/// while its alert still fires, a resolution whatever the state; each once (the held mark goes
+/// in the same transaction). Returns them.
 pub async fn release_held(db: &impl ConnectionTrait) -> Result<Vec<notification::Model>> {
     let held = alert_state::Entity::find()
         .filter(alert_state::Column::HeldNotificationId.is_not_null())
@@ -434,12 +454,23 @@ pub async fn release_held(db: &impl ConnectionTrait) -> Result<Vec<notification:
                 .filter(alert_state::Column::Id.eq(row.id))
                 .filter(alert_state::Column::HeldNotificationId.eq(id))
         };
-        if row.state != AlertPhase::Firing {
+        let Some(n) = notifications::find(db, id).await? else {
+            clear().exec(db).await?;
+            continue;
+        };
+        let resolution = n.event == Some(Event::Resolved);
+        if !resolution && row.state != AlertPhase::Firing {
+            // Resolved since without a resolution to deliver: nothing to send.
             clear().exec(db).await?;
             continue;
         }
-        let (Some(subject), Some(level)) = (subject_of(&row), row.level) else {
+        let Some(subject) = subject_of(&row) else {
             continue;
+        };
+        let level = if resolution {
+            n.level
+        } else {
+            row.level.unwrap_or(n.level)
         };
         let key = AlertKey::new(subject, row.kind, row.metric.clone(), row.label.clone());
         let facts = facts_of(db, subject).await?;
@@ -451,10 +482,8 @@ pub async fn release_held(db: &impl ConnectionTrait) -> Result<Vec<notification:
         if clear().exec(db).await?.rows_affected == 0 {
             continue;
         }
-        if let Some(n) = notifications::find(db, id).await? {
-            deliveries::enqueue(db, &n).await?;
-            released.push(n);
-        }
+        deliveries::enqueue(db, &n).await?;
+        released.push(n);
     }
     Ok(released)
 }
@@ -609,9 +638,10 @@ pub async fn ack(
     expires_at: Option<i64>,
 ) -> Result<AlertView> {
     let view = get(db, id).await?;
-    if view.row.state == AlertPhase::Ok {
+    if view.row.state != AlertPhase::Firing {
         return Err(Error::Conflict(format!(
-            "alert {id} is not firing: there is nothing to acknowledge"
+            "alert {id} is {}, not firing: there is nothing to acknowledge",
+            view.row.state
         )));
     }
     let mut model: alert_state::ActiveModel = view.row.into();
@@ -635,12 +665,25 @@ pub async fn unack(db: &impl ConnectionTrait, id: i64) -> Result<AlertView> {
     get(db, id).await
 }
 
-/// The alerts of `subject` that are not ok, read before it is deleted.
-pub async fn open_of(
-    db: &impl ConnectionTrait,
-    subject: Subject,
-) -> Result<Vec<alert_state::Model>> {
-    let q = alert_state::Entity::find().filter(alert_state::Column::State.ne(AlertPhase::Ok));
+/// What a subject's deletion must close: its firing alerts, and who it was (for routing and
+/// suppression), read before it is deleted.
+#[derive(Debug, Clone)]
+pub struct Gone {
+    pub firing: Vec<alert_state::Model>,
+    pub facts: SubjectFacts,
+}
+
+/// Reads [`Gone`] for `subject`, before it is deleted.
+pub async fn before_delete(db: &impl ConnectionTrait, subject: Subject) -> Result<Gone> {
+    Ok(Gone {
+        firing: open_of(db, subject).await?,
+        facts: facts_of(db, subject).await?,
+    })
+}
+
+/// The firing alerts of `subject`.
+async fn open_of(db: &impl ConnectionTrait, subject: Subject) -> Result<Vec<alert_state::Model>> {
+    let q = alert_state::Entity::find().filter(alert_state::Column::State.eq(AlertPhase::Firing));
     let q = match subject {
         Subject::Host(id) => q.filter(alert_state::Column::HostId.eq(id)),
         Subject::UrlCheck(id) => q.filter(alert_state::Column::UrlCheckId.eq(id)),
@@ -648,16 +691,21 @@ pub async fn open_of(
     Ok(q.all(db).await?)
 }
 
-/// After `subject` was deleted (in the same transaction): a resolution for each of its alerts
-/// that was not ok, saying why. They outlive the subject (no subject id) and are delivered.
+/// After a subject was deleted (in the same transaction): a resolution for each alert it had
+/// firing, saying why. They outlive the subject (no subject id), are routed to channels by the
+/// host it was (or was attached to), and are held back like any other while a silence or
+/// window selected them.
 pub async fn resolve_deleted(
     db: &impl ConnectionTrait,
-    open: Vec<alert_state::Model>,
+    gone: Gone,
     what: &str,
-    name: &str,
 ) -> Result<Vec<notification::Model>> {
+    let name = gone.facts.name.clone().unwrap_or_default();
+    let now = now_ms();
+    let silences = silences::in_force(db, now).await?;
+    let windows = windows::all(db).await?;
     let mut written = Vec::new();
-    for row in open {
+    for row in gone.firing {
         let Some(subject) = subject_of(&row) else {
             continue;
         };
@@ -667,25 +715,40 @@ pub async fn resolve_deleted(
             (m, l) => format!("{m} {l}"),
         };
         let level = row.level.unwrap_or(Level::Warning);
+        let key = AlertKey::new(subject, row.kind, row.metric.clone(), row.label.clone());
+        let held = suppressor(&silences, &windows, &gone.facts, &key, level, now);
         let notice = Notice::new(
-            AlertKey::new(subject, row.kind, row.metric.clone(), row.label.clone()),
+            key,
             level,
             Event::Resolved,
             format!("{name}: {about} is resolved: the {what} was deleted"),
             format!(
-                "The {what} {name} was deleted while its alert {about} was {}; the alert \
-                 ends with it.",
-                row.state
+                "The {what} {name} was deleted while its alert {about} was firing; the alert \
+                 ends with it."
             ),
         );
         let marks = Marks {
             alert_id: Some(row.id),
-            silence_id: None,
-            maintenance_id: None,
-            deliver: true,
+            silence_id: match held {
+                Some(Suppressor::Silence(id)) => Some(id),
+                _ => None,
+            },
+            maintenance_id: match held {
+                Some(Suppressor::Maintenance(id)) => Some(id),
+                _ => None,
+            },
+            deliver: false,
             subject_gone: true,
         };
-        written.push(notifications::insert_marked(db, notice, marks).await?);
+        let n = notifications::insert_marked(db, notice, marks).await?;
+        if held.is_none() {
+            let route = gone
+                .facts
+                .host_id
+                .map(|id| (id, gone.facts.host_labels.as_slice()));
+            deliveries::enqueue_routed(db, &n, route).await?;
+        }
+        written.push(n);
     }
     Ok(written)
 }

@@ -18,12 +18,25 @@ use crate::{error::Result, store::now_ms};
 /// Creates the delivery rows of a new notification: one per enabled channel whose level, host
 /// and label filters it passes. A URL check attached to a host counts as that host's.
 pub async fn enqueue(db: &impl ConnectionTrait, n: &notification::Model) -> Result<usize> {
+    enqueue_routed(db, n, None).await
+}
+
+/// [`enqueue`] for a notification whose subject is gone: routed by the host (id and labels) it
+/// was about, read before the deletion.
+pub async fn enqueue_routed(
+    db: &impl ConnectionTrait,
+    n: &notification::Model,
+    gone_host: Option<(i64, &[String])>,
+) -> Result<usize> {
     let channels = channel::Entity::find()
         .filter(channel::Column::Enabled.eq(true))
         .all(db)
         .await?;
     if channels.is_empty() {
         return Ok(0);
+    }
+    if let Some((host_id, labels)) = gone_host {
+        return insert_rows(db, n, &channels, Some(host_id), labels).await;
     }
     let host_id = match (n.host_id, n.url_check_id) {
         (Some(h), _) => Some(h),
@@ -43,6 +56,16 @@ pub async fn enqueue(db: &impl ConnectionTrait, n: &notification::Model) -> Resu
             .collect(),
         _ => Vec::new(),
     };
+    insert_rows(db, n, &channels, host_id, &labels).await
+}
+
+async fn insert_rows(
+    db: &impl ConnectionTrait,
+    n: &notification::Model,
+    channels: &[channel::Model],
+    host_id: Option<i64>,
+    labels: &[String],
+) -> Result<usize> {
     let now = now_ms();
     let rows: Vec<delivery::ActiveModel> = channels
         .iter()

@@ -239,7 +239,10 @@ pub async fn put(
     model.repeat_seconds = Set(s.repeat_seconds);
     model.enabled = Set(s.enabled);
     model.updated_at = Set(now_ms());
-    Ok(model.save(db).await?.try_into_model()?)
+    let saved = model.save(db).await.map_err(|e| {
+        Error::conflict_on_unique(e, format!("{metric} was set at the same time; try again"))
+    })?;
+    Ok(saved.try_into_model()?)
 }
 
 /// Deletes one of the owner's own thresholds; `false` when it had none.
