@@ -310,7 +310,7 @@ impl AlertsApi {
     /// Acknowledge an alert
     ///
     /// Says someone is on it: no reminders while it lasts. It lasts until the alert resolves,
-    /// escalates (warning to critical) or `expires_at`. 409 when the alert is ok.
+    /// escalates (warning to critical) or `expires_at`. 409 when the alert is not firing.
     #[oai(path = "/alerts/:id/ack", method = "post", operation_id = "ack_alert")]
     async fn ack(
         &self,
