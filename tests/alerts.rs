@@ -823,10 +823,8 @@ async fn enrollment_and_deleted_hosts_alerts_resolve(backend: Backend) {
     assert_eq!(history["items"][1]["event"], "resolved", "{history}");
 
     // Deleting a host resolves what it had firing, in a notification that outlives it.
-    let n = h
-        .notify(cpu_notice(id, "0", Level::Critical, Event::Fired))
+    h.notify(cpu_notice(id, "0", Level::Critical, Event::Fired))
         .await;
-    assert!(n > 0);
     let alert = h.alerts("?kind=threshold").await["items"][0]["id"]
         .as_i64()
         .unwrap();

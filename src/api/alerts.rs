@@ -77,11 +77,7 @@ pub struct Alert {
 fn view(v: AlertView, silences: &[Silence], windows: &[Window], now: i64) -> Alert {
     let r = v.row;
     let held = r.level.and_then(|level| {
-        let subject = match (r.host_id, r.url_check_id) {
-            (Some(id), _) => crate::alerts::evaluate::Subject::Host(id),
-            (None, Some(id)) => crate::alerts::evaluate::Subject::UrlCheck(id),
-            _ => return None,
-        };
+        let subject = store::subject_of(&r)?;
         let key = AlertKey::new(subject, r.kind, r.metric.clone(), r.label.clone());
         store::suppressor(silences, windows, &v.facts, &key, level, now)
     });
@@ -110,14 +106,8 @@ fn view(v: AlertView, silences: &[Silence], windows: &[Window], now: i64) -> Ale
             }),
             _ => None,
         },
-        silenced_by: match held {
-            Some(Suppressor::Silence(id)) => Some(id),
-            _ => None,
-        },
-        maintenance_id: match held {
-            Some(Suppressor::Maintenance(id)) => Some(id),
-            _ => None,
-        },
+        silenced_by: Suppressor::silence_id(held),
+        maintenance_id: Suppressor::maintenance_id(held),
         updated_at: ts(r.updated_at),
     }
 }

@@ -13,8 +13,8 @@ use poem_openapi::{
 };
 use zeroize::Zeroizing;
 
-use crate::alerts::maintenance::Window;
 use crate::{
+    alerts::maintenance::Window,
     api::{
         ApiResult, ApiTags, Auth,
         status::{BadRequest, Conflict, Forbidden, Invalid, NotFound, UnsupportedMediaType},

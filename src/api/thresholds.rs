@@ -566,14 +566,7 @@ impl ThresholdsApi {
         let spec = threshold_metric(CatalogOwner::UrlCheck, &metric.0, "")?;
         let base = store::find(&self.0.db, Owner::UrlCheck(id.0), &metric.0, "")
             .await?
-            .map(|t| Levels {
-                warning: t.warning,
-                critical: t.critical,
-                for_polls: t.for_polls,
-                hysteresis: t.hysteresis,
-                repeat_seconds: t.repeat_seconds,
-                enabled: t.enabled,
-            })
+            .map(|t| store::levels_of(&t))
             .unwrap_or_else(default_levels);
         let settings = body.0.apply(base, spec)?;
         let row = self

@@ -31,7 +31,7 @@ use crate::{
     store::{
         deliveries, maintenance as windows,
         notifications::{self, Marks},
-        now_ms, silences,
+        now_ms, silences, thresholds,
     },
 };
 
@@ -49,7 +49,8 @@ pub fn acked_at(row: &alert_state::Model, now: i64) -> bool {
     row.acked_at.is_some() && row.ack_expires_at.is_none_or(|e| e > now)
 }
 
-fn subject_of(row: &alert_state::Model) -> Option<Subject> {
+/// The host or URL check an alert row is about.
+pub fn subject_of(row: &alert_state::Model) -> Option<Subject> {
     match (row.host_id, row.url_check_id) {
         (Some(id), _) => Some(Subject::Host(id)),
         (None, Some(id)) => Some(Subject::UrlCheck(id)),
@@ -184,8 +185,12 @@ pub async fn apply(
         }
     }
     let mut written = Vec::with_capacity(changes.notices.len());
+    if changes.notices.is_empty() {
+        return Ok(written);
+    }
+    let mut suppression = Suppression::load(db).await?;
     for n in changes.notices {
-        written.extend(notify(db, n).await?);
+        written.extend(notify_with(db, n, &mut suppression).await?);
     }
     Ok(written)
 }
@@ -241,6 +246,66 @@ pub enum Suppressor {
     Maintenance(i64),
 }
 
+impl Suppressor {
+    /// The silence's id, when it is one.
+    pub fn silence_id(held: Option<Self>) -> Option<i64> {
+        match held {
+            Some(Self::Silence(id)) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// The maintenance window's id, when it is one.
+    pub fn maintenance_id(held: Option<Self>) -> Option<i64> {
+        match held {
+            Some(Self::Maintenance(id)) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// What suppression looks at, read once for the notices of one evaluation (they are all about
+/// one subject): the silences in force, the windows, and the subject's facts.
+pub struct Suppression {
+    now: i64,
+    silences: Vec<Silence>,
+    windows: Vec<Window>,
+    facts: Option<(Subject, SubjectFacts)>,
+}
+
+impl Suppression {
+    pub async fn load(db: &impl ConnectionTrait) -> Result<Self> {
+        let now = now_ms();
+        Ok(Self {
+            now,
+            silences: silences::in_force(db, now).await?,
+            windows: windows::all(db).await?,
+            facts: None,
+        })
+    }
+
+    /// What holds back a notification of `level` about `key` now.
+    async fn of(
+        &mut self,
+        db: &impl ConnectionTrait,
+        key: &AlertKey,
+        level: Level,
+    ) -> Result<Option<Suppressor>> {
+        if self.facts.as_ref().is_none_or(|(s, _)| *s != key.subject) {
+            self.facts = Some((key.subject, facts_of(db, key.subject).await?));
+        }
+        let facts = &self.facts.as_ref().expect("read above").1;
+        Ok(suppressor(
+            &self.silences,
+            &self.windows,
+            facts,
+            key,
+            level,
+            self.now,
+        ))
+    }
+}
+
 /// The facts of an alert's subject matchers and windows look at.
 #[derive(Debug, Clone, Default)]
 pub struct SubjectFacts {
@@ -272,13 +337,7 @@ pub async fn facts_of(db: &impl ConnectionTrait, subject: Subject) -> Result<Sub
         if matches!(subject, Subject::Host(_)) {
             facts.name = Some(h.name);
         }
-        facts.host_labels = host_label::Entity::find()
-            .filter(host_label::Column::HostId.eq(id))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|l| l.label)
-            .collect();
+        facts.host_labels = thresholds::host_labels(db, id).await?;
     }
     Ok(facts)
 }
@@ -318,6 +377,16 @@ pub fn suppressor(
 ///
 /// A status alert's resolution when it was not firing says nothing new: `None`.
 pub async fn notify(db: &impl ConnectionTrait, n: Notice) -> Result<Option<notification::Model>> {
+    let mut suppression = Suppression::load(db).await?;
+    notify_with(db, n, &mut suppression).await
+}
+
+/// [`notify`] with what suppression looks at read already.
+async fn notify_with(
+    db: &impl ConnectionTrait,
+    n: Notice,
+    suppression: &mut Suppression,
+) -> Result<Option<notification::Model>> {
     use alert_state::Column as C;
     let now = now_ms();
     let row = match row_of(db, &n.key).await? {
@@ -358,22 +427,13 @@ pub async fn notify(db: &impl ConnectionTrait, n: Notice) -> Result<Option<notif
             .exec(db)
             .await?;
     }
-    let facts = facts_of(db, n.key.subject).await?;
-    let silences = silences::in_force(db, now).await?;
-    let windows = windows::all(db).await?;
-    let held = suppressor(&silences, &windows, &facts, &n.key, n.level, now);
+    let held = suppression.of(db, &n.key, n.level).await?;
     let event = n.event;
     let threshold = n.threshold;
     let marks = Marks {
         alert_id: Some(row.id),
-        silence_id: match held {
-            Some(Suppressor::Silence(id)) => Some(id),
-            _ => None,
-        },
-        maintenance_id: match held {
-            Some(Suppressor::Maintenance(id)) => Some(id),
-            _ => None,
-        },
+        silence_id: Suppressor::silence_id(held),
+        maintenance_id: Suppressor::maintenance_id(held),
         deliver: held.is_none(),
         subject_gone: false,
     };
@@ -729,14 +789,8 @@ pub async fn resolve_deleted(
         );
         let marks = Marks {
             alert_id: Some(row.id),
-            silence_id: match held {
-                Some(Suppressor::Silence(id)) => Some(id),
-                _ => None,
-            },
-            maintenance_id: match held {
-                Some(Suppressor::Maintenance(id)) => Some(id),
-                _ => None,
-            },
+            silence_id: Suppressor::silence_id(held),
+            maintenance_id: Suppressor::maintenance_id(held),
             deliver: false,
             subject_gone: true,
         };

@@ -102,7 +102,8 @@ pub async fn list(db: &impl ConnectionTrait, owner: Owner) -> Result<Vec<thresho
         .await?)
 }
 
-fn levels_of(t: &threshold::Model) -> Levels {
+/// A stored threshold's levels.
+pub fn levels_of(t: &threshold::Model) -> Levels {
     Levels {
         warning: t.warning,
         critical: t.critical,
@@ -110,6 +111,17 @@ fn levels_of(t: &threshold::Model) -> Levels {
         hysteresis: t.hysteresis,
         repeat_seconds: t.repeat_seconds,
         enabled: t.enabled,
+    }
+}
+
+/// An owner's own threshold as a candidate.
+fn own_candidate(t: &threshold::Model) -> Candidate {
+    Candidate {
+        metric: t.metric.clone(),
+        label: t.label.clone(),
+        levels: levels_of(t),
+        source: ThresholdSource::Host,
+        rule: None,
     }
 }
 
@@ -165,13 +177,7 @@ pub async fn effective_for_host(db: &impl ConnectionTrait, host_id: i64) -> Resu
         list(db, Owner::Host(host_id))
             .await?
             .iter()
-            .map(|t| Candidate {
-                metric: t.metric.clone(),
-                label: t.label.clone(),
-                levels: levels_of(t),
-                source: ThresholdSource::Host,
-                rule: None,
-            }),
+            .map(own_candidate),
     );
     let labels = host_labels(db, host_id).await?;
     Ok(rules::effective(&all, &labels))
@@ -182,17 +188,7 @@ pub async fn effective_for_host(db: &impl ConnectionTrait, host_id: i64) -> Resu
 pub async fn rules(db: &impl ConnectionTrait, owner: Owner) -> Result<Vec<ThresholdRule>> {
     let effective = match owner {
         Owner::Host(id) => effective_for_host(db, id).await?,
-        Owner::UrlCheck(_) => list(db, owner)
-            .await?
-            .iter()
-            .map(|t| Candidate {
-                metric: t.metric.clone(),
-                label: t.label.clone(),
-                levels: levels_of(t),
-                source: ThresholdSource::Host,
-                rule: None,
-            })
-            .collect(),
+        Owner::UrlCheck(_) => list(db, owner).await?.iter().map(own_candidate).collect(),
     };
     Ok(rules::to_rules(&effective, owner.catalog()))
 }
