@@ -5,7 +5,10 @@
 #   B. a simulated fleet (src/bin/fleetsim.rs) of 100, 1,000 and 10,000 hosts on a 10 s schedule:
 #      polls on time / late / missed, latency, CPU, memory, samples written;
 #   C. the 10,000-host fleet as bare SSH connections (no parse, store or scheduler): what the
-#      connection alone costs in memory and CPU.
+#      connection alone costs in memory and CPU;
+#   H. history on SQLite and PostgreSQL: bytes per poll (raw tier) and per host per day (all
+#      tiers), the write path's CPU per poll with rollups, and 24 h / 30-day chart latency in a
+#      database holding 10,000 hosts' rollups.
 # Usage: scripts/bench.sh [--quick]   (--quick: shorter windows, up to 1,000 hosts)
 # Needs root (it creates the user hwbench for sshd). Takes about 10 minutes after a release build
 # (a cold one adds about 4 minutes on the 2-core machine).
@@ -81,5 +84,23 @@ if [ "$quick" != "--quick" ]; then
   ./target/profiling/bench c --hosts 10000 --sim ./target/profiling/fleetsim --seconds "$long_window"
 fi
 echo
+./target/profiling/bench h --hosts "$(if [ "$quick" = "--quick" ]; then echo 1000; else echo 10000; fi)"
+# The same on PostgreSQL: a throwaway cluster on a free loopback port.
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ]; then
+  pg_dir="$work/pg"; mkdir -p "$pg_dir"; chown postgres "$pg_dir"
+  pg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  runuser -u postgres -- "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust -E UTF8 >/dev/null
+  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w -o \
+    "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1" start >/dev/null
+  echo
+  ./target/profiling/bench h --hosts "$(if [ "$quick" = "--quick" ]; then echo 1000; else echo 10000; fi)" \
+    --database-url "postgres://postgres@127.0.0.1:$pg_port/postgres"
+  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null
+else
+  log "no PostgreSQL here (apt-get install postgresql): part H on SQLite only"
+fi
+echo
 echo "targets (2 cores): A >= 10x ssh and >= 0.5x local sh; B at 10,000 hosts >= 99.9 % on time,"
-echo "CPU <= 100 % of one core, <= 200 us CPU per poll, RSS <= 100 KiB per host"
+echo "CPU <= 100 % of one core, <= 200 us CPU per poll, RSS <= 100 KiB per host;"
+echo "H raw tier <= 200 bytes a poll on SQLite, 30-day chart p99 <= 50 ms, 24 h chart p99 <= 20 ms"

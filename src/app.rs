@@ -413,6 +413,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             })
             .unwrap_or(defaults.pseudo_filesystems.clone()),
         forecast_window: args.forecast_window,
+        retention: history_retention(&args),
         ..defaults
     };
     let services =
@@ -424,7 +425,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     services.set_node(node.clone(), lease_period);
     let workers = WorkerSettings {
         max_concurrent_polls: args.max_concurrent_polls,
-        retention: args.retention,
+        retention: history_retention(&args),
         follow_every: Duration::from_secs(1),
     };
     let role = tokio::spawn(cluster::run_role(
@@ -496,4 +497,15 @@ async fn run(
         .map_err(|e| Error::Internal(format!("the HTTP server task failed: {e}")))?
         .map_err(|e| Error::io("serving", e))?;
     role_result
+}
+
+/// The history tiers' retention as `serve` was given it.
+fn history_retention(args: &ServeArgs) -> crate::tiers::Retention {
+    crate::tiers::Retention {
+        raw: args.retention_raw,
+        minute: args.retention_1m,
+        ten_minutes: args.retention_10m,
+        hour: args.retention_1h,
+        url_results: args.retention_url_results,
+    }
 }

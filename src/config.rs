@@ -37,7 +37,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service: the pollers, the REST API and Swagger UI.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(StorageArgs),
     /// Print the OpenAPI specification as JSON.
@@ -171,9 +171,21 @@ pub struct ServeArgs {
         value_parser = parse_duration
     )]
     pub poll_timeout: std::time::Duration,
-    /// How long metric samples, poll records and URL-check results are kept, e.g. `7d`.
-    #[arg(long, env = "HOSTWATCH_RETENTION", default_value = "7d", value_parser = parse_duration)]
-    pub retention: std::time::Duration,
+    /// How long poll records with their raw values are kept, e.g. `2d`.
+    #[arg(long, env = "HOSTWATCH_RETENTION_RAW", default_value = "2d", value_parser = parse_duration)]
+    pub retention_raw: std::time::Duration,
+    /// How long 1-minute rollups (count, average, minimum, maximum per series) are kept.
+    #[arg(long, env = "HOSTWATCH_RETENTION_1M", default_value = "8d", value_parser = parse_duration)]
+    pub retention_1m: std::time::Duration,
+    /// How long 10-minute rollups are kept.
+    #[arg(long, env = "HOSTWATCH_RETENTION_10M", default_value = "35d", value_parser = parse_duration)]
+    pub retention_10m: std::time::Duration,
+    /// How long 1-hour rollups are kept.
+    #[arg(long, env = "HOSTWATCH_RETENTION_1H", default_value = "400d", value_parser = parse_duration)]
+    pub retention_1h: std::time::Duration,
+    /// How long URL-check results are kept.
+    #[arg(long, env = "HOSTWATCH_RETENTION_URL_RESULTS", default_value = "30d", value_parser = parse_duration)]
+    pub retention_url_results: std::time::Duration,
     /// Hosts talked to over SSH at the same time, across the fleet (URL checks count too).
     #[arg(long, env = "HOSTWATCH_MAX_CONCURRENT_POLLS", default_value_t = 128)]
     pub max_concurrent_polls: usize,

@@ -8,7 +8,8 @@
 //! `urlcheck` checks URLs. `registry` is the one place that changes hosts and checks;
 //! `services` builds every part once and owns their shutdown; `api` serves it all over HTTP
 //! and `app` runs it as the `serve` command, whose `cluster` loop decides whether this node
-//! polls (it holds the SQLite lock or the PostgreSQL lease) or stands by. Pure modules (`probe`, `alerts`, `channel`) import
+//! polls (it holds the SQLite lock or the PostgreSQL lease) or stands by; `tiers` decides which
+//! history tier and step answer a query. Pure modules (`probe`, `alerts`, `channel`, `tiers`) import
 //! no I/O: `tests/architecture.rs` keeps that, and the absence of import cycles, true.
 
 pub mod accounts;
@@ -32,6 +33,7 @@ pub mod server;
 pub mod services;
 pub mod ssh;
 pub mod store;
+pub mod tiers;
 pub mod urlcheck;
 pub mod validate;
 

@@ -20,7 +20,7 @@ async fn main() -> ExitCode {
         libc::umask(0o077);
     }
     let result = match cli.command {
-        Command::Serve(args) => app::serve(args).await,
+        Command::Serve(args) => app::serve(*args).await,
         Command::Migrate(storage) => app::open_existing(&storage, false).await.map(|_| {
             tracing::info!("migrations applied");
         }),

@@ -77,8 +77,8 @@ struct Lifecycle {
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerSettings {
     pub max_concurrent_polls: usize,
-    /// History older than this is deleted.
-    pub retention: Duration,
+    /// How long each history tier is kept.
+    pub retention: crate::tiers::Retention,
     /// How often the leader reads the changes other nodes made (when it shares the database).
     pub follow_every: Duration,
 }
@@ -249,8 +249,9 @@ impl Services {
         self.lifecycle.tasks.spawn(self.delivery.clone().run(stop));
     }
 
-    /// Deletes history older than `retention` now and every ten minutes, until shutdown.
-    pub fn run_retention(&self, retention: Duration) {
+    /// Deletes history older than its tier's retention now and every ten minutes, until
+    /// shutdown.
+    pub fn run_retention(&self, retention: crate::tiers::Retention) {
         let db = self.db.clone();
         let stop = self.lifecycle.stop.clone();
         self.lifecycle
@@ -411,22 +412,37 @@ async fn follow_changes(
     }
 }
 
-/// Deletes history older than `retention`, now and then every ten minutes, until `stop`.
-async fn retention_loop(db: DatabaseConnection, retention: Duration, stop: CancellationToken) {
+/// Deletes history older than its tier's retention, now and then every ten minutes, until
+/// `stop`.
+async fn retention_loop(
+    db: DatabaseConnection,
+    retention: crate::tiers::Retention,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(Duration::from_secs(600));
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = stop.cancelled() => return,
         }
-        let cutoff = store::now_ms() - retention.as_millis() as i64;
+        let now = store::now_ms();
+        let before = |d: Duration| now - d.as_millis() as i64;
+        let cutoffs = store::retention::Cutoffs {
+            raw: before(retention.raw),
+            minute: before(retention.minute),
+            ten_minutes: before(retention.ten_minutes),
+            hour: before(retention.hour),
+            url_results: before(retention.url_results),
+        };
         if let Err(e) = store::sessions::prune(&db).await {
             tracing::warn!(error = %e, "could not delete expired sessions");
         }
-        match store::retention::purge(&db, cutoff).await {
+        match store::retention::purge(&db, &cutoffs).await {
             Ok(p) if p != Default::default() => tracing::info!(
-                samples = p.samples,
                 polls = p.polls,
+                buckets_1m = p.buckets[0],
+                buckets_10m = p.buckets[1],
+                buckets_1h = p.buckets[2],
                 url_results = p.url_results,
                 "retention purge"
             ),

@@ -1027,7 +1027,12 @@ async fn metric_catalog_and_series_names(app: TestApp) {
             "/api/v1/hosts/{id}/metrics?name=cpu.usage_pct&from=-6h&to=now"
         ))
         .await;
-    assert_eq!((status, series), (StatusCode::OK, json!([])));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(series["series"], json!([]));
+    assert_eq!(
+        (series["tier"].as_str(), series["step_seconds"].as_i64()),
+        (Some("raw"), Some(30))
+    );
     let (status, _) = app
         .get(&format!(
             "/api/v1/hosts/{id}/metrics?name=cpu.usage_pct&from=2026-01-01T00:00:00Z&to=-1m"
@@ -1351,10 +1356,14 @@ async fn history_routes_answer_honestly(app: TestApp) {
             json!({"items": [], "total": 0, "limit": 50, "offset": 0})
         )
     );
+    let (status, series) = app
+        .get(&format!("/api/v1/hosts/{id}/metrics?name=cpu.usage_pct"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        app.get(&format!("/api/v1/hosts/{id}/metrics?name=cpu.usage_pct"))
-            .await,
-        (StatusCode::OK, json!([]))
+        series["series"],
+        json!([]),
+        "no polls, no buckets: {series}"
     );
     assert_error(
         &app.get(&format!("/api/v1/hosts/{id}/enrollment")).await,

@@ -185,8 +185,10 @@ async fn migrate_creates_a_fresh_sqlite_database_and_is_idempotent() {
         "host_keys",
         "enrollment_runs",
         "polls",
-        "metric_samples",
-        "metric_sample_sets",
+        "series_layouts",
+        "rollups_1m",
+        "rollups_10m",
+        "rollups_1h",
         "latest_snapshots",
         "thresholds",
         "alert_states",
@@ -214,7 +216,7 @@ async fn migrate_creates_a_fresh_sqlite_database_and_is_idempotent() {
     assert_eq!(journal.try_get_by_index::<String>(0).unwrap(), "wal");
     // The hot and periodic lookups find their rows through an index, not a scan of the table:
     // the writer's alert states per batch, a URL check's states, retention's old polls, a
-    // host's series.
+    // host's raw series, its rollup buckets (the WITHOUT ROWID table's key).
     for (query, index) in [
         (
             "SELECT * FROM alert_states WHERE host_id IN (1, 2, 3)",
@@ -229,9 +231,13 @@ async fn migrate_creates_a_fresh_sqlite_database_and_is_idempotent() {
             "ix_polls_started_at",
         ),
         (
-            "SELECT sampled_at, samples FROM polls WHERE host_id = 1 \
+            "SELECT sampled_at, data FROM polls WHERE host_id = 1 \
              AND started_at BETWEEN 1 AND 9 AND sampled_at BETWEEN 2 AND 9",
             "ix_polls_host_id_started_at",
+        ),
+        (
+            "SELECT data FROM rollups_1m WHERE host_id IN (1, 2) AND bucket_start >= 5",
+            "USING PRIMARY KEY (host_id=? AND bucket_start>?)",
         ),
     ] {
         let plan: Vec<String> = db

@@ -224,29 +224,35 @@ async fn the_loop_end_to_end_with_restarts() {
     let (_, series) = svc
         .call(
             "GET",
-            &format!("/api/v1/hosts/{id}/metrics?name=memory.used_pct"),
+            &format!("/api/v1/hosts/{id}/metrics?name=memory.used_pct&from=-5m&step=1s"),
             None,
         )
         .await;
-    let points = series[0]["points"].as_array().unwrap().len();
-    assert!(points >= 2, "{series}");
+    // Every poll's value is in a bucket (two polls in one second share one).
+    let values: u64 = series["series"][0]["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["count"].as_u64().unwrap())
+        .sum();
+    assert!(values >= 2, "{series}");
     let (_, root) = svc
         .call(
             "GET",
-            &format!("/api/v1/hosts/{id}/metrics?name=disk.used_pct&label=/"),
+            &format!("/api/v1/hosts/{id}/metrics?name=disk.used_pct&label=/&from=-5m&step=1s"),
             None,
         )
         .await;
-    assert_eq!(root[0]["label"], "/");
+    assert_eq!(root["series"][0]["label"], "/");
     let (_, cpu) = svc
         .call(
             "GET",
-            &format!("/api/v1/hosts/{id}/metrics?name=cpu.usage_pct"),
+            &format!("/api/v1/hosts/{id}/metrics?name=cpu.usage_pct&from=-5m&step=1s"),
             None,
         )
         .await;
     assert!(
-        !cpu[0]["points"].as_array().unwrap().is_empty(),
+        !cpu["series"][0]["points"].as_array().unwrap().is_empty(),
         "rates after the first poll"
     );
 
@@ -475,43 +481,28 @@ async fn a_poll_in_flight_at_shutdown_is_stored() {
 }
 
 #[tokio::test]
-async fn retention_deletes_only_old_history() {
-    use entity::{metric_sample, metric_sample_set, poll};
-    use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
+async fn retention_deletes_each_tier_past_its_own_age() {
+    use entity::{poll, series::Aggregate};
+    use hostwatch::{
+        store::series::{self, KeyFilter, PackedRow, Read},
+        tiers::Tier,
+    };
+    use sea_orm::{ActiveModelTrait, Set};
+    const DAY: i64 = 86_400_000;
     let dir = tempfile::tempdir().unwrap();
     let svc = Service::start(dir.path(), None).await;
+    let db = &svc.state.db;
     let id = idle_host(&svc, "ret").await;
     let now = store::now_ms();
-    for ts in [now - 8 * 86_400_000, now - 86_400_000, now] {
-        metric_sample::ActiveModel {
-            host_id: Set(id),
-            name: Set("cpu.usage_pct".into()),
-            label: Set(String::new()),
-            ts: Set(ts),
-            value: Set(1.0),
-            ..Default::default()
-        }
-        .insert(&svc.state.db)
-        .await
-        .unwrap();
-        metric_sample_set::ActiveModel {
-            host_id: Set(id),
-            ts: Set(ts),
-            count: Set(1),
-            samples: Set(r#"{"cpu.usage_pct":{"":1.0}}"#.into()),
-            ..Default::default()
-        }
-        .insert(&svc.state.db)
-        .await
-        .unwrap();
-        // Today's form: the values in their poll's row, taken 30 ms after it started.
-        sampled_poll(&svc.state.db, id, ts - 30, ts, 2.0).await;
+    for ts in [now - 3 * DAY, now - DAY, now] {
+        // The values in their poll's row, taken 30 ms after it started.
+        sampled_poll(db, id, ts - 30, ts, 2.0).await;
     }
-    let from = now - 2 * 86_400_000;
+    let from = now - DAY / 2;
     // Started before the range, took its values inside it: in the series.
-    sampled_poll(&svc.state.db, id, from - 1_000, from + 1_000, 3.0).await;
+    sampled_poll(db, id, from - 1_000, from + 1_000, 3.0).await;
     // Started and sampled before the range: not in it.
-    sampled_poll(&svc.state.db, id, from - 3_000, from - 2_000, 4.0).await;
+    sampled_poll(db, id, from - 3_000, from - 2_000, 4.0).await;
     // A failed poll has no values.
     poll::ActiveModel {
         host_id: Set(id),
@@ -522,58 +513,70 @@ async fn retention_deletes_only_old_history() {
         error: Set(Some("refused".into())),
         ..Default::default()
     }
-    .insert(&svc.state.db)
+    .insert(db)
     .await
     .unwrap();
-    let purged = store::retention::purge(&svc.state.db, now - 7 * 86_400_000)
-        .await
-        .unwrap();
-    // One old row of each form: a single sample (written before sets), a set, and a poll.
-    assert_eq!(purged.samples, 2);
-    assert_eq!(purged.polls, 1);
-    assert_eq!(
-        metric_sample::Entity::find()
-            .count(&svc.state.db)
+    // Each rollup tier: one bucket just past its retention, one a day old.
+    let layout = one_value_layout(db, id).await;
+    let data = entity::series::encode_aggregates(&[Aggregate::of(1.0)]);
+    let ages = [(Tier::Minute, 8), (Tier::TenMinutes, 35), (Tier::Hour, 400)];
+    for (tier, days) in ages {
+        let rows: Vec<PackedRow> = [now - days * DAY - tier.width_ms(), now - DAY]
+            .into_iter()
+            .map(|t| PackedRow {
+                host_id: id,
+                start: tier.bucket(t),
+                layout_id: layout,
+                data: data.clone(),
+            })
+            .collect();
+        series::upsert_buckets(db, tier, &rows).await.unwrap();
+    }
+    let cutoffs = store::retention::Cutoffs {
+        raw: now - 2 * DAY,
+        minute: now - 8 * DAY,
+        ten_minutes: now - 35 * DAY,
+        hour: now - 400 * DAY,
+        url_results: now - 30 * DAY,
+    };
+    let purged = store::retention::purge(db, &cutoffs).await.unwrap();
+    assert_eq!(purged.polls, 1, "the poll three days old");
+    assert_eq!(purged.buckets, [1, 1, 1], "one bucket past each tier's age");
+    for (tier, _) in ages {
+        let left = series::bucket_rows(db, tier, &[id], 0, i64::MAX)
             .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        metric_sample_set::Entity::find()
-            .count(&svc.state.db)
-            .await
-            .unwrap(),
-        2
-    );
-    // Both forms answer a series query, oldest first.
-    let points = store::history::series(
-        &svc.state.db,
-        &store::history::SeriesQuery {
-            host_id: id,
-            name: "cpu.usage_pct".into(),
-            label: None,
+            .unwrap();
+        assert_eq!(
+            left.iter().map(|r| r.start).collect::<Vec<_>>(),
+            vec![tier.bucket(now - DAY)],
+            "{tier:?}"
+        );
+    }
+    // The raw tier answers a series query by when values were taken, oldest first.
+    let found = series::read(
+        db,
+        &Read {
+            host_ids: vec![id],
+            keys: KeyFilter {
+                names: vec!["cpu.usage_pct".into()],
+                label: None,
+            },
+            tier: Tier::Raw,
             from_ms: from,
-            to_ms: now,
-            limit: 100,
+            to_ms: now + 1,
+            step_ms: Some(1),
         },
     )
     .await
     .unwrap();
-    // Equal times come in no set order across the three forms.
-    let mut got: Vec<(i64, f64)> = points.iter().map(|p| (p.ts, p.value)).collect();
-    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    assert_eq!(
-        got,
-        vec![
-            (from + 1_000, 3.0),
-            (now - 86_400_000, 1.0),
-            (now - 86_400_000, 1.0),
-            (now - 86_400_000, 2.0),
-            (now, 1.0),
-            (now, 1.0),
-            (now, 2.0),
-        ]
-    );
+    let got: Vec<(i64, f64)> = found
+        .values()
+        .flat_map(|b| b.iter().map(|(t, a)| (*t, a.avg().unwrap())))
+        .collect();
+    assert_eq!(got, vec![(from + 1_000, 3.0), (now, 2.0)]);
+    // Again: nothing more is old.
+    let again = store::retention::purge(db, &cutoffs).await.unwrap();
+    assert_eq!(again, store::retention::Purged::default());
     svc.stop().await;
 }
 
@@ -601,9 +604,13 @@ async fn retention_deletes_in_chunks() {
     {
         sampled_poll(&svc.state.db, id, started, started + 10, i as f64).await;
     }
-    let purged = store::retention::purge_in_chunks(&svc.state.db, cutoff, 2)
-        .await
-        .unwrap();
+    let purged = store::retention::purge_in_chunks(
+        &svc.state.db,
+        &store::retention::Cutoffs::all(cutoff),
+        2,
+    )
+    .await
+    .unwrap();
     assert_eq!(purged.polls, 5);
     // Registering the host started an enrollment that records its own (recent) failed poll:
     // count the stored polls only.
@@ -619,9 +626,13 @@ async fn retention_deletes_in_chunks() {
     };
     assert_eq!(left().await, vec![cutoff, now]);
     // A second purge finds nothing old.
-    let again = store::retention::purge_in_chunks(&svc.state.db, cutoff, 2)
-        .await
-        .unwrap();
+    let again = store::retention::purge_in_chunks(
+        &svc.state.db,
+        &store::retention::Cutoffs::all(cutoff),
+        2,
+    )
+    .await
+    .unwrap();
     assert_eq!(again, store::retention::Purged::default());
     assert_eq!(left().await, vec![cutoff, now]);
     svc.stop().await;
@@ -653,19 +664,41 @@ async fn sampled_poll(
     value: f64,
 ) {
     use sea_orm::{ActiveModelTrait, Set};
+    let layout = one_value_layout(db, host_id).await;
     entity::poll::ActiveModel {
         host_id: Set(host_id),
         started_at: Set(started_at),
         duration_ms: Set(sampled_at - started_at),
         outcome: Set(PollOutcome::Ok),
         sampled_at: Set(Some(sampled_at)),
-        sample_count: Set(Some(1)),
-        samples: Set(Some(format!(r#"{{"cpu.usage_pct":{{"":{value:?}}}}}"#))),
+        layout_id: Set(Some(layout)),
+        data: Set(Some(entity::series::encode_values(&[Some(value)]))),
         ..Default::default()
     }
     .insert(db)
     .await
     .unwrap();
+}
+
+/// The host's layout of one key, `cpu.usage_pct`, written the first time.
+async fn one_value_layout(db: &sea_orm::DatabaseConnection, host_id: i64) -> i64 {
+    use entity::{series::SeriesKey, series_layout};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let keys = vec![SeriesKey::new("cpu.usage_pct", "")];
+    let json = entity::series::keys_to_json(&keys);
+    if let Some(l) = series_layout::Entity::find()
+        .filter(series_layout::Column::HostId.eq(host_id))
+        .filter(series_layout::Column::Keys.eq(json))
+        .one(db)
+        .await
+        .unwrap()
+    {
+        return l.id;
+    }
+    store::series::insert_layout(db, host_id, keys)
+        .await
+        .unwrap()
+        .id
 }
 
 #[tokio::test]

@@ -9,18 +9,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use entity::{host, latest_snapshot, metric_sample_set, poll, types::PollOutcome};
+use entity::{
+    host, latest_snapshot, poll, series::decode_values, series_layout, types::PollOutcome,
+};
 use hostwatch::{
     crypto::SecretBox,
     poller::PollerSettings,
     services::Services,
     store::{
         self,
-        history::{self, SeriesQuery},
         hosts::{HostChanges, NewCredential, NewHost},
+        series::{self, KeyFilter, Read},
     },
 };
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use zeroize::Zeroizing;
 
 const HOSTS: u16 = 8;
@@ -164,31 +166,32 @@ async fn polls_are_batched_and_read_back(url: String) {
         .map(|p| (p.host_id, p.sampled_at.unwrap()))
         .collect();
     assert_eq!(sampled, taken);
-    let counts: Vec<i32> = polls.iter().map(|p| p.sample_count.unwrap()).collect();
+    // Each poll's values are packed against a layout of its host's keys.
+    let layouts: std::collections::HashMap<i64, series_layout::Model> =
+        series_layout::Entity::find()
+            .all(&state.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.id, l))
+            .collect();
+    let counts: Vec<usize> = polls
+        .iter()
+        .map(|p| {
+            let layout = &layouts[&p.layout_id.unwrap()];
+            assert_eq!(layout.host_id, p.host_id);
+            let keys = entity::series::keys_from_json(&layout.keys).unwrap();
+            let values = decode_values(p.data.as_deref().unwrap(), keys.len());
+            assert!(values.iter().all(Option::is_some), "{p:?}");
+            keys.len()
+        })
+        .collect();
     // A first poll has no rates yet (13 values, 21 with GPUs); the second has them too (28, 36).
     assert!(counts.iter().all(|c| *c >= 10), "{counts:?}");
     assert_eq!(
         counts.iter().filter(|c| **c > 25).count(),
         HOSTS as usize,
         "{counts:?}"
-    );
-    for p in &polls {
-        let samples: serde_json::Value =
-            serde_json::from_str(p.samples.as_deref().unwrap()).unwrap();
-        let stored: usize = samples
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|labels| labels.as_object().unwrap().len())
-            .sum();
-        assert_eq!(stored, p.sample_count.unwrap() as usize, "{p:?}");
-    }
-    assert_eq!(
-        metric_sample_set::Entity::find()
-            .count(&state.db)
-            .await
-            .unwrap(),
-        0
     );
     // The rows are the first round's: the second came within LATEST_ROW_EVERY_MS. The API
     // reads the newest from the poller.
@@ -237,31 +240,47 @@ async fn polls_are_batched_and_read_back(url: String) {
         );
     }
 
-    let series = |name: &str, host_id: i64| SeriesQuery {
-        host_id,
-        name: name.into(),
-        label: None,
-        from_ms: store::now_ms() - 60_000,
-        to_ms: store::now_ms(),
-        limit: 1000,
+    let raw = |name: &str, host_id: i64| {
+        let db = state.db.clone();
+        let read = Read {
+            host_ids: vec![host_id],
+            keys: KeyFilter {
+                names: vec![name.into()],
+                label: None,
+            },
+            tier: hostwatch::tiers::Tier::Raw,
+            from_ms: store::now_ms() - 60_000,
+            to_ms: store::now_ms(),
+            step_ms: Some(1),
+        };
+        async move {
+            series::read(&db, &read)
+                .await
+                .unwrap()
+                .into_iter()
+                .flat_map(|((_, key), points)| {
+                    points
+                        .into_iter()
+                        .map(move |(ts, a)| (key.label.clone(), ts, a.avg().unwrap()))
+                })
+                .collect::<Vec<_>>()
+        }
     };
     // A rate needs two readings: one point. A gauge: one per poll, per mount.
-    let cpu = history::series(&state.db, &series("cpu.usage_pct", ids[0]))
-        .await
-        .unwrap();
+    let cpu = raw("cpu.usage_pct", ids[0]).await;
     assert_eq!(cpu.len(), 1, "{cpu:?}");
-    assert!((0.0..=100.0).contains(&cpu[0].value));
-    let disks = history::series(&state.db, &series("disk.used_pct", ids[0]))
-        .await
-        .unwrap();
-    let root: Vec<_> = disks.iter().filter(|p| p.label == "/").collect();
+    assert!((0.0..=100.0).contains(&cpu[0].2));
+    let disks = raw("disk.used_pct", ids[0]).await;
+    let root: Vec<_> = disks.iter().filter(|p| p.0 == "/").collect();
     assert_eq!(root.len(), 2, "{disks:?}");
-    assert!(root[0].ts < root[1].ts);
+    assert!(root[0].1 < root[1].1);
     // The last two simulated hosts have GPUs, the others none.
-    let last = series("gpu.util_pct", ids[HOSTS as usize - 1]);
-    assert!(!history::series(&state.db, &last).await.unwrap().is_empty());
-    let first = series("gpu.util_pct", ids[0]);
-    assert!(history::series(&state.db, &first).await.unwrap().is_empty());
+    assert!(
+        !raw("gpu.util_pct", ids[HOSTS as usize - 1])
+            .await
+            .is_empty()
+    );
+    assert!(raw("gpu.util_pct", ids[0]).await.is_empty());
     // Deleting a host removes its polls and their values with it.
     host::Entity::delete_many()
         .filter(host::Column::Id.eq(ids[0]))

@@ -15,14 +15,12 @@ pub struct Model {
     pub outcome: PollOutcome,
     pub error_kind: Option<PollErrorKind>,
     pub error: Option<String>,
-    /// When a successful poll's values were taken; `None` for a failed poll (and for polls
-    /// stored before the values moved here, whose values are in `metric_sample_sets`).
+    /// When a successful poll's values were taken; `None` for a failed poll.
     pub sampled_at: Option<i64>,
-    /// How many values `samples` holds.
-    pub sample_count: Option<i32>,
-    /// JSON: `{"<metric name>": {"<label>": value, …}, …}`; the label is `""` for host-wide
-    /// metrics.
-    pub samples: Option<String>,
+    /// The `series_layouts` row naming the keys of `data`.
+    pub layout_id: Option<i64>,
+    /// The values, packed in the layout's key order (see [`crate::series::encode_values`]).
+    pub data: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -18,6 +18,7 @@ mod m20261201_000009_cluster;
 mod m20261201_000010_accounts;
 mod m20261201_000011_url_tls;
 mod m20261202_000012_alert_actions;
+pub mod m20261203_000013_compact_history;
 
 /// The list of migrations, oldest first.
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_accounts::Migration),
             Box::new(m20261201_000011_url_tls::Migration),
             Box::new(m20261202_000012_alert_actions::Migration),
+            Box::new(m20261203_000013_compact_history::Migration),
         ]
     }
 }

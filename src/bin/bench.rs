@@ -9,6 +9,13 @@
 //!   a simulated fleet on a 10 s schedule: polls on time / late / missed, latency, CPU, memory,
 //!   samples written; `--history-minutes` first gives each host that much past history (polls
 //!   with empty sample sets), so the database is not a young one.
+//! `bench h [--database-url URL] [--hosts 10000] [--storage-hosts 100] [--storage-hours 6]`
+//!   history: bytes on disk per poll (raw tier, with its index share; and the JSON form it
+//!   replaced, same polls) and per host per day (all tiers), the write path's CPU per poll with
+//!   rollups; then step-query latency (server side: plan, read, buckets) p50/p99 for a 24 h and
+//!   a 30-day `step=auto` chart of one host, and a fleet top-10 over 24 h, in a database holding
+//!   `--hosts` hosts' rollups (31 days of hours, 2 days of 10 minutes, 26 h of minutes). SQLite in
+//!   a temporary file unless `--database-url` names an empty PostgreSQL database.
 //! `bench c --hosts N --sim PATH [--base-port 20000] [--seconds 60]`
 //!   the same simulated fleet as bare SSH connections (hostwatch's client on russh running the
 //!   probe every 10 s, with no parse, store or scheduler): CPU per run and RSS per connection,
@@ -24,11 +31,13 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use entity::series::{Aggregate, SeriesKey};
 use entity::{host, poll};
+use hostwatch::tiers::Tier;
 use hostwatch::{
     crypto::SecretBox,
     poller::PollerSettings,
-    probe::PROBE_SCRIPT,
+    probe::{MetricValue, PROBE_SCRIPT},
     scheduler,
     services::Services,
     ssh::client::{self, Auth, HostKeyPolicy, Target},
@@ -38,7 +47,8 @@ use hostwatch::{
     },
 };
 use sea_orm::{
-    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, sea_query::Expr,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    sea_query::Expr,
 };
 use tokio::io::AsyncWriteExt;
 use zeroize::Zeroizing;
@@ -59,6 +69,27 @@ enum Part {
     B(PartB),
     /// The simulated fleet as bare SSH connections running the probe.
     C(Fleet),
+    /// History: storage per poll and per host-day, write CPU, step-query latency.
+    H(PartH),
+}
+
+#[derive(Debug, Args)]
+struct PartH {
+    /// An empty PostgreSQL database; SQLite in a temporary file when absent.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Hosts whose rollups the query part's database holds.
+    #[arg(long, default_value_t = 10_000)]
+    hosts: usize,
+    /// Hosts the storage part writes polls for.
+    #[arg(long, default_value_t = 100)]
+    storage_hosts: usize,
+    /// Hours of 10 s polls the storage part writes for each.
+    #[arg(long, default_value_t = 6)]
+    storage_hours: u64,
+    /// Queries timed per chart range.
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
 }
 
 #[derive(Debug, Args)]
@@ -222,26 +253,147 @@ async fn mark_enrolled(state: &Services) {
         .expect("enrolled");
 }
 
-/// Gives every host `minutes` of past polls with empty sample sets, one per 10 s, inserted in
-/// time order as a running service would, so the per-host indexes have their steady-state
-/// shape: each host's entries on pages of their own rather than sharing pages with its
-/// neighbours' as in a young database. One statement per 10 s step, hosts in id order: one
-/// statement for the whole hour needed a sort of every row, which SQLite keeps in memory
-/// (`temp_store`), and the process's peak RSS would have been the setup's, not the poller's.
+/// The series a simulated host reports, and plausible values of them (none zero).
+fn sim_series() -> Vec<(SeriesKey, f64)> {
+    let mut out = Vec::new();
+    let mut key = |name: &str, label: &str, value: f64| {
+        out.push((SeriesKey::new(name, label), value));
+    };
+    for (name, value) in [
+        ("cpu.usage_pct", 23.417),
+        ("cpu.iowait_pct", 1.25),
+        ("cpu.steal_pct", 0.31),
+        ("load.per_core", 0.4175),
+        ("memory.used_pct", 61.0912),
+        ("swap.used_pct", 3.5),
+        ("load.one", 1.67),
+        ("load.five", 1.42),
+        ("load.fifteen", 1.21),
+        ("uptime.seconds", 8_123_456.78),
+    ] {
+        key(name, "", value);
+    }
+    for (mount, used) in [
+        ("/", 48.913),
+        ("/boot", 21.4),
+        ("/var", 72.08),
+        ("/data", 88.2),
+    ] {
+        key("disk.used_pct", mount, used);
+        key("disk.inodes_used_pct", mount, used / 7.0);
+    }
+    for dev in ["sda", "sdb"] {
+        key("disk.read_bytes_per_s", dev, 1_234_567.0);
+        key("disk.write_bytes_per_s", dev, 7_654_321.0);
+    }
+    for iface in ["eth0", "eth1"] {
+        key("net.rx_bytes_per_s", iface, 12_345_678.9);
+        key("net.tx_bytes_per_s", iface, 2_345_678.1);
+    }
+    out
+}
+
+/// `bytes` as an SQL literal of `db`'s backend.
+fn blob_literal(db: &sea_orm::DatabaseConnection, bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => format!("'\\x{hex}'::bytea"),
+        _ => format!("X'{hex}'"),
+    }
+}
+
+/// One layout of the simulator's series for every host that has none, as the writer's first
+/// poll would write it.
+async fn seed_layouts(db: &sea_orm::DatabaseConnection) {
+    let keys: Vec<SeriesKey> = sim_series().into_iter().map(|(k, _)| k).collect();
+    db.execute_unprepared(&format!(
+        "INSERT INTO series_layouts (host_id, keys) SELECT h.id, '{}' FROM hosts h \
+         WHERE NOT EXISTS (SELECT 1 FROM series_layouts l WHERE l.host_id = h.id) ORDER BY h.id",
+        entity::series::keys_to_json(&keys)
+    ))
+    .await
+    .expect("layouts");
+}
+
+/// A rollup bucket of the simulator's series: `count` polls each.
+fn sim_bucket(count: u32) -> Vec<u8> {
+    let aggs: Vec<Aggregate> = sim_series()
+        .into_iter()
+        .map(|(_, v)| Aggregate {
+            count,
+            sum: v * f64::from(count),
+            min: v * 0.9,
+            max: v * 1.1,
+        })
+        .collect();
+    entity::series::encode_aggregates(&aggs)
+}
+
+/// Gives every host `minutes` of past polls, one per 10 s with the simulator's values, and the
+/// rollups of them, inserted in time order as a running service would, so the per-host indexes
+/// have their steady-state shape: each host's entries on pages of their own rather than
+/// sharing pages with its neighbours' as in a young database. One statement per 10 s step,
+/// hosts in id order: one statement for the whole hour needed a sort of every row, which SQLite
+/// keeps in memory (`temp_store`), and the process's peak RSS would have been the setup's, not
+/// the poller's.
 async fn age_history(state: &Services, minutes: u64) {
     use sea_orm::ConnectionTrait;
+    if minutes == 0 {
+        return;
+    }
+    let db = &state.db;
+    seed_layouts(db).await;
+    let values: Vec<Option<f64>> = sim_series().into_iter().map(|(_, v)| Some(v)).collect();
+    let data = blob_literal(db, &entity::series::encode_values(&values));
     let end = store::now_ms() - 10_000;
     let start = end - minutes as i64 * 60_000;
     for ts in (start..end).step_by(10_000) {
-        state
-            .db
-            .execute_unprepared(&format!(
-                "INSERT INTO polls (host_id, started_at, duration_ms, outcome, sampled_at, sample_count, samples) \
-                 SELECT h.id, {ts}, 20, 'ok', {ts} + 20, 0, '{{}}' FROM hosts h ORDER BY h.id"
-            ))
-            .await
-            .expect("history");
+        db.execute_unprepared(&format!(
+            "INSERT INTO polls (host_id, started_at, duration_ms, outcome, sampled_at, layout_id, data) \
+             SELECT h.id, {ts}, 20, 'ok', {ts} + 20, l.id, {data} FROM hosts h \
+             JOIN series_layouts l ON l.host_id = h.id ORDER BY h.id"
+        ))
+        .await
+        .expect("history");
     }
+    // The rollups of the whole buckets among them, as the writer would have left them (the
+    // writer's catch-up, running meanwhile, may have written some already).
+    for tier in Tier::ROLLUPS {
+        let width = tier.width_ms();
+        let bucket = blob_literal(db, &sim_bucket((width / 10_000) as u32));
+        let mut b = tier.bucket(start) + width;
+        while b + width <= tier.bucket(end) {
+            seed_buckets(db, tier, b, &bucket, None).await;
+            b += width;
+        }
+    }
+}
+
+/// Writes one bucket of `tier` at `start` for every host (those with ids in `hosts` when given).
+async fn seed_buckets(
+    db: &sea_orm::DatabaseConnection,
+    tier: Tier,
+    start: i64,
+    data: &str,
+    hosts: Option<(i64, i64)>,
+) {
+    use sea_orm::ConnectionTrait;
+    let table = match tier {
+        Tier::Minute => "rollups_1m",
+        Tier::TenMinutes => "rollups_10m",
+        _ => "rollups_1h",
+    };
+    // A WHERE clause either way: SQLite reads `ON CONFLICT` after a bare join as its `ON`.
+    let range = hosts.map_or("WHERE true".to_owned(), |(lo, hi)| {
+        format!("WHERE h.id BETWEEN {lo} AND {hi}")
+    });
+    db.execute_unprepared(&format!(
+        "INSERT INTO {table} (host_id, bucket_start, layout_id, data) \
+         SELECT h.id, {start}, l.id, {data} FROM hosts h JOIN series_layouts l ON l.host_id = h.id {range} ORDER BY h.id \
+         ON CONFLICT DO NOTHING"
+    ))
+    .await
+    .expect("rollups");
 }
 
 /// Completed runs over a measured time, summed over rounds.
@@ -519,6 +671,13 @@ async fn part_b(args: PartB) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let warm_s = warm.elapsed().as_secs_f64();
+    // After a start the writer catches up each host's rollups in the background (a few hosts
+    // every 2 s): the window measures the steady state after it.
+    let catch_up = Instant::now();
+    while !st.poller.writer_stats().caught_up && catch_up.elapsed() < Duration::from_secs(600) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let catch_up_s = catch_up.elapsed().as_secs_f64();
     // Start the window on a period boundary.
     let now = store::now_ms();
     tokio::time::sleep(Duration::from_millis((PERIOD_MS - now % PERIOD_MS) as u64)).await;
@@ -570,26 +729,17 @@ async fn part_b(args: PartB) {
     let polls = on_time + late;
     let cpu = cpu1 - cpu0;
     let window = (t1 - t0) as f64 / 1000.0;
-    let samples: u64 = poll::Entity::find()
-        .select_only()
-        .column(poll::Column::SampleCount)
-        // Through the index on the start time: a poll takes its values after it starts.
-        .filter(poll::Column::StartedAt.gte(t0 - PERIOD_MS))
-        .filter(poll::Column::StartedAt.lt(t1))
-        .filter(poll::Column::SampledAt.gte(t0))
-        .filter(poll::Column::SampledAt.lt(t1))
-        .into_tuple::<Option<i32>>()
-        .all(&st.db)
-        .await
-        .map(|counts| counts.into_iter().flatten().map(|c| c as u64).sum())
-        .unwrap_or(0);
+    let packed: Vec<usize> = rows
+        .iter()
+        .filter_map(|p| p.data.as_ref().map(Vec::len))
+        .collect();
     let on_time_pct = if expected > 0 {
         on_time as f64 * 100.0 / expected as f64
     } else {
         0.0
     };
     println!(
-        "B. simulated fleet: {hosts} hosts, 10 s schedule, {window:.0} s window (history {history_minutes} min, setup {setup_s:.0} s, warm-up {warm_s:.0} s, open files {files})"
+        "B. simulated fleet: {hosts} hosts, 10 s schedule, {window:.0} s window (history {history_minutes} min, setup {setup_s:.0} s, warm-up {warm_s:.0} s, rollup catch-up {catch_up_s:.0} s more, open files {files})"
     );
     println!(
         "   polls expected {expected}: on time {on_time} ({on_time_pct:.2} %), late {late}, missed {missed} (failed {failed}, overrun {skipped})"
@@ -618,7 +768,10 @@ async fn part_b(args: PartB) {
         per_host(rss_after),
         per_host(rss_window_start)
     );
-    println!("   samples written {:.0}/s", samples as f64 / window);
+    println!(
+        "   values packed {:.0} bytes a poll on average",
+        packed.iter().sum::<usize>() as f64 / packed.len().max(1) as f64
+    );
     let batches = writer1.batches - writer0.batches;
     println!(
         "   writer: {batches} transactions, {:.1} polls each, busy {:.1} % of the time, slowest since start {} ms; connections dialled {dials}",
@@ -750,5 +903,443 @@ async fn main() {
         Part::A(args) => part_a(args).await,
         Part::B(args) => part_b(args).await,
         Part::C(args) => part_c(args).await,
+        Part::H(args) => part_h(args).await,
     }
+}
+
+/// The part H database: SQLite in `dir` unless a PostgreSQL URL is given. No service runs on
+/// it: the bench is its only writer, as the poll writer is a service's.
+async fn history_db(
+    dir: &std::path::Path,
+    url: Option<&str>,
+    name: &str,
+) -> (sea_orm::DatabaseConnection, SecretBox) {
+    let url = url.map_or_else(
+        || format!("sqlite://{}?mode=rwc", dir.join(name).display()),
+        str::to_owned,
+    );
+    let db = store::connect(&url).await.expect("database");
+    store::migrate(&db).await.expect("migrations");
+    (db, SecretBox::load(None, dir).expect("master key"))
+}
+
+/// Registers `n` hosts named `prefix-i`; returns their ids.
+async fn history_hosts(
+    db: &sea_orm::DatabaseConnection,
+    secrets: &SecretBox,
+    prefix: &str,
+    n: usize,
+) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let view = store::hosts::create(
+            db,
+            secrets,
+            NewHost {
+                name: format!("{prefix}-{i}"),
+                address: "127.0.0.1".into(),
+                port: 22,
+                username: "monitor".into(),
+                credential: NewCredential::Password(Zeroizing::new("x".into())),
+                schedule: "*/10 * * * * *".into(),
+                labels: vec![],
+                expected_host_key_fingerprint: None,
+                provision: false,
+                enabled: true,
+            },
+        )
+        .await
+        .expect("host");
+        ids.push(view.host.id);
+    }
+    ids
+}
+
+/// Bytes each table and index takes, by name.
+async fn relation_sizes(
+    db: &sea_orm::DatabaseConnection,
+) -> std::collections::HashMap<String, u64> {
+    #[derive(sea_orm::FromQueryResult)]
+    struct Size {
+        name: String,
+        bytes: i64,
+    }
+    let sql = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            "SELECT c.relname AS name, pg_relation_size(c.oid)::bigint AS bytes FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()"
+        }
+        _ => "SELECT name, SUM(pgsize) AS bytes FROM dbstat GROUP BY name",
+    };
+    let rows: Vec<Size> = sea_orm::FromQueryResult::find_by_statement(
+        sea_orm::Statement::from_string(db.get_database_backend(), sql),
+    )
+    .all(db)
+    .await
+    .expect("sizes");
+    rows.into_iter().map(|r| (r.name, r.bytes as u64)).collect()
+}
+
+async fn part_h(args: PartH) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = args.database_url.as_deref();
+    let backend = if url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+
+    // 1. Storage and the write path: polls as the writer stores them, one transaction a round.
+    let (storage_db, secrets) = history_db(dir.path(), url, "storage.db").await;
+    let db = &storage_db;
+    let ids = history_hosts(db, &secrets, "h", args.storage_hosts).await;
+    // The same polls in the form they replaced: JSON in the row, the same two indexes.
+    db.execute_unprepared(
+        "CREATE TABLE legacy_polls (id BIGINT PRIMARY KEY, host_id BIGINT NOT NULL, \
+         started_at BIGINT NOT NULL, duration_ms BIGINT NOT NULL, outcome TEXT NOT NULL, \
+         error_kind TEXT, error TEXT, sampled_at BIGINT, sample_count INTEGER, samples TEXT)",
+    )
+    .await
+    .expect("legacy table");
+    for (name, cols) in [
+        ("ix_legacy_host", "host_id, started_at"),
+        ("ix_legacy_time", "started_at"),
+    ] {
+        db.execute_unprepared(&format!("CREATE INDEX {name} ON legacy_polls ({cols})"))
+            .await
+            .expect("legacy index");
+    }
+    let series = sim_series();
+    let rounds = args.storage_hours * 360;
+    let start = Tier::Hour.bucket(store::now_ms() - 3 * 86_400_000);
+    let mut rollups = store::rollups::Rollups::default();
+    let mut legacy_id = 0i64;
+    let (mut write_cpu, mut legacy_cpu) = (0.0, 0.0);
+    for round in 0..rounds as i64 {
+        let ts = start + round * 10_000;
+        // Values that move from poll to poll, as real ones do.
+        let polls: Vec<(i64, Vec<MetricValue>)> = ids
+            .iter()
+            .map(|id| {
+                let wobble = 1.0 + ((round * 31 + id * 17) % 97) as f64 / 1000.0;
+                let values = series
+                    .iter()
+                    .map(|(k, v)| MetricValue {
+                        name: catalog_name(&k.name),
+                        label: k.label.clone(),
+                        value: v * wobble,
+                    })
+                    .collect();
+                (*id, values)
+            })
+            .collect();
+        let cpu0 = cpu_seconds();
+        let txn = store::begin_write(db).await.expect("txn");
+        let mut stage = rollups.stage();
+        let mut packed = Vec::new();
+        for (id, values) in &polls {
+            packed.push(
+                rollups
+                    .record(&mut stage, &txn, *id, ts, values)
+                    .await
+                    .expect("record"),
+            );
+        }
+        let rows: Vec<store::polls::OkPoll<'_>> = polls
+            .iter()
+            .zip(&packed)
+            .map(|((id, _), (layout_id, data))| store::polls::OkPoll {
+                host_id: *id,
+                started_ms: ts - 25,
+                duration_ms: 25,
+                sampled_ms: ts,
+                layout_id: *layout_id,
+                data,
+            })
+            .collect();
+        store::polls::write_ok(&txn, &rows, &[], &[])
+            .await
+            .expect("polls");
+        txn.commit().await.expect("commit");
+        rollups.commit(stage);
+        let cpu1 = cpu_seconds();
+        write_cpu += cpu1 - cpu0;
+        // The JSON form, written the way the previous release wrote it (one multi-row insert).
+        let mut insert = sea_orm::sea_query::Query::insert();
+        insert
+            .into_table(sea_orm::sea_query::Alias::new("legacy_polls"))
+            .columns(
+                [
+                    "id",
+                    "host_id",
+                    "started_at",
+                    "duration_ms",
+                    "outcome",
+                    "sampled_at",
+                    "sample_count",
+                    "samples",
+                ]
+                .map(sea_orm::sea_query::Alias::new),
+            );
+        for (id, values) in &polls {
+            legacy_id += 1;
+            let mut by_name: std::collections::BTreeMap<
+                &str,
+                std::collections::BTreeMap<&str, f64>,
+            > = Default::default();
+            for v in values {
+                by_name.entry(v.name).or_default().insert(&v.label, v.value);
+            }
+            insert.values_panic([
+                legacy_id.into(),
+                (*id).into(),
+                (ts - 25).into(),
+                25i64.into(),
+                "ok".into(),
+                ts.into(),
+                (values.len() as i32).into(),
+                serde_json::to_string(&by_name).expect("json").into(),
+            ]);
+        }
+        db.execute(&insert).await.expect("legacy polls");
+        legacy_cpu += cpu_seconds() - cpu1;
+    }
+    let polls = rounds * args.storage_hosts as u64;
+    let sizes = relation_sizes(db).await;
+    let size = |prefix: &str| -> u64 {
+        sizes
+            .iter()
+            .filter(|(n, _)| {
+                n.as_str() == prefix
+                    || n.starts_with(&format!("ix_{prefix}"))
+                    || n.starts_with(&format!("{prefix}_pkey"))
+                    || n.starts_with(&format!("sqlite_autoindex_{prefix}"))
+            })
+            .map(|(_, b)| *b)
+            .sum()
+    };
+    let raw = size("polls");
+    let legacy = size("legacy_polls") + size("ix_legacy_host") + size("ix_legacy_time");
+    let tiers: Vec<u64> = ["rollups_1m", "rollups_10m", "rollups_1h"].map(size).into();
+    let layouts = size("series_layouts");
+    let host_days = args.storage_hosts as f64 * args.storage_hours as f64 / 24.0;
+    println!(
+        "H. history on {backend}: {} hosts x {} h of 10 s polls ({polls} polls), then {} hosts' rollups",
+        args.storage_hosts, args.storage_hours, args.hosts
+    );
+    println!(
+        "   raw tier {:.0} bytes a poll with its indexes (the JSON form it replaced, same polls: {:.0})",
+        raw as f64 / polls as f64,
+        legacy as f64 / polls as f64
+    );
+    println!(
+        "   per host per day: raw {:.2} MB, 1m {:.0} KB, 10m {:.0} KB, 1h {:.1} KB: all tiers {:.2} MB (and {:.1} KB of layouts a host, once)",
+        raw as f64 / host_days / 1e6,
+        tiers[0] as f64 / host_days / 1e3,
+        tiers[1] as f64 / host_days / 1e3,
+        tiers[2] as f64 / host_days / 1e3,
+        (raw + tiers.iter().sum::<u64>()) as f64 / host_days / 1e6,
+        layouts as f64 / args.storage_hosts as f64 / 1e3
+    );
+    println!(
+        "   write path CPU per poll (pack, rollups, insert, commit): {:.0} us; the JSON form's insert alone {:.0} us",
+        write_cpu * 1e6 / polls as f64,
+        legacy_cpu * 1e6 / polls as f64
+    );
+    // PostgreSQL: the next part's database is a fresh one beside it.
+    let fleet_url = match url {
+        Some(u) => {
+            db.execute_unprepared("DROP DATABASE IF EXISTS hw_bench_fleet")
+                .await
+                .ok();
+            db.execute_unprepared("CREATE DATABASE hw_bench_fleet")
+                .await
+                .expect("fleet database");
+            Some(format!(
+                "{}/hw_bench_fleet",
+                u.rsplit_once('/').expect("a database path").0
+            ))
+        }
+        None => None,
+    };
+    storage_db.close().await.ok();
+
+    // 2. Chart queries in a database holding a large fleet's rollups.
+    let (fleet_db, secrets) = history_db(dir.path(), fleet_url.as_deref(), "fleet.db").await;
+    let db = &fleet_db;
+    let seed = Instant::now();
+    history_hosts(db, &secrets, "f", args.hosts).await;
+    seed_layouts(db).await;
+    let now = store::now_ms();
+    let values: Vec<Option<f64>> = sim_series().into_iter().map(|(_, v)| Some(v)).collect();
+    let raw_blob = blob_literal(db, &entity::series::encode_values(&values));
+    let (lo, hi): (i64, i64) = host::Entity::find()
+        .select_only()
+        .column_as(host::Column::Id.min(), "lo")
+        .column_as(host::Column::Id.max(), "hi")
+        .into_tuple()
+        .one(db)
+        .await
+        .expect("ids")
+        .expect("hosts");
+    // Host by host (ids in chunks), each host's buckets in time order: how a running service's
+    // tables grow, not one time slot across every host.
+    let spans = [
+        (Tier::Hour, 31 * 24, Tier::Hour.bucket(now)),
+        (Tier::TenMinutes, 2 * 144, Tier::TenMinutes.bucket(now)),
+        (Tier::Minute, 26 * 60, Tier::Minute.bucket(now)),
+    ];
+    const CHUNK: i64 = 500;
+    for (tier, buckets, end) in spans {
+        let data = blob_literal(db, &sim_bucket((tier.width_ms() / 10_000) as u32));
+        let mut first = lo;
+        while first <= hi {
+            let last = (first + CHUNK - 1).min(hi);
+            let table = match tier {
+                Tier::Minute => "rollups_1m",
+                Tier::TenMinutes => "rollups_10m",
+                _ => "rollups_1h",
+            };
+            let times = match db.get_database_backend() {
+                sea_orm::DbBackend::Postgres => format!(
+                    "SELECT {end} - g * {w} AS t FROM generate_series(1, {buckets}) AS g",
+                    w = tier.width_ms()
+                ),
+                _ => format!(
+                    "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {buckets}) \
+                     SELECT {end} - i * {w} AS t FROM g",
+                    w = tier.width_ms()
+                ),
+            };
+            db.execute_unprepared(&format!(
+                "INSERT INTO {table} (host_id, bucket_start, layout_id, data) \
+                 SELECT h.id, b.t, l.id, {data} FROM hosts h JOIN series_layouts l ON l.host_id = h.id \
+                 CROSS JOIN ({times}) AS b WHERE h.id BETWEEN {first} AND {last} ORDER BY h.id, b.t \
+                 ON CONFLICT DO NOTHING"
+            ))
+            .await
+            .expect("seed rollups");
+            first = last + 1;
+        }
+    }
+    // The current minute's raw polls.
+    let minute = Tier::Minute.bucket(now);
+    for ts in (minute..now).step_by(10_000) {
+        db.execute_unprepared(&format!(
+            "INSERT INTO polls (host_id, started_at, duration_ms, outcome, sampled_at, layout_id, data) \
+             SELECT h.id, {ts}, 20, 'ok', {ts} + 20, l.id, {raw_blob} FROM hosts h \
+             JOIN series_layouts l ON l.host_id = h.id ORDER BY h.id"
+        ))
+        .await
+        .expect("raw polls");
+    }
+    let seeded_s = seed.elapsed().as_secs_f64();
+    let fleet_bytes: u64 = relation_sizes(db).await.values().sum();
+    let retention = hostwatch::tiers::Retention::default();
+    let chart = |range_ms: i64| {
+        let db = db.clone();
+        async move {
+            let mut times = Vec::new();
+            for q in 0..args.queries as i64 {
+                let host = lo + (q * 7_919) % (hi - lo + 1);
+                let now = store::now_ms();
+                let t = Instant::now();
+                let plan = hostwatch::tiers::plan(
+                    now - range_ms,
+                    now,
+                    hostwatch::tiers::Step::Auto,
+                    now,
+                    &retention,
+                )
+                .expect("plan");
+                let found = store::series::read(
+                    &db,
+                    &store::series::Read {
+                        host_ids: vec![host],
+                        keys: store::series::KeyFilter {
+                            names: vec!["cpu.usage_pct".into()],
+                            label: None,
+                        },
+                        tier: plan.tier,
+                        from_ms: plan.from_ms,
+                        to_ms: plan.to_ms + 1,
+                        step_ms: Some(plan.step_ms),
+                    },
+                )
+                .await
+                .expect("read");
+                let points: usize = found.values().map(|b| b.len()).sum();
+                assert!(points > 0, "the chart has points");
+                times.push(t.elapsed().as_micros() as i64);
+            }
+            times.sort_unstable();
+            (
+                percentile(&times, 0.5),
+                percentile(&times, 0.99),
+                plan_points(range_ms),
+            )
+        }
+    };
+    let day = chart(86_400_000).await;
+    let month = chart(30 * 86_400_000).await;
+    println!(
+        "   query database: {} hosts, {:.1} GB, seeded in {seeded_s:.0} s",
+        args.hosts,
+        fleet_bytes as f64 / 1e9
+    );
+    for (name, (p50, p99, points)) in [("24 h", day), ("30 d", month)] {
+        println!(
+            "   {name} chart of one metric of one host (step=auto, {points} points): p50 {:.1} ms, p99 {:.1} ms",
+            p50 as f64 / 1000.0,
+            p99 as f64 / 1000.0
+        );
+    }
+    let t = Instant::now();
+    let all: Vec<i64> = (lo..=hi).collect();
+    let tier = hostwatch::tiers::top_tier(now - 86_400_000, now, now, &retention);
+    let found = store::series::read(
+        db,
+        &store::series::Read {
+            host_ids: all,
+            keys: store::series::KeyFilter {
+                names: vec!["cpu.usage_pct".into()],
+                label: None,
+            },
+            tier,
+            from_ms: tier.bucket(now - 86_400_000),
+            to_ms: now + 1,
+            step_ms: None,
+        },
+    )
+    .await
+    .expect("top");
+    println!(
+        "   fleet top over 24 h ({} hosts, tier {}): {:.0} ms",
+        found.len(),
+        tier.name(),
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    fleet_db.close().await.ok();
+}
+
+/// Points a `step=auto` chart of `range_ms` has.
+fn plan_points(range_ms: i64) -> i64 {
+    let p = hostwatch::tiers::plan(
+        0,
+        range_ms,
+        hostwatch::tiers::Step::Auto,
+        range_ms,
+        &Default::default(),
+    )
+    .expect("plan");
+    range_ms / p.step_ms
+}
+
+/// The catalog's own `&'static str` for a metric name.
+fn catalog_name(name: &str) -> &'static str {
+    hostwatch::alerts::catalog::CATALOG
+        .iter()
+        .find(|e| e.name == name)
+        .map(|e| e.name)
+        .expect("a catalog metric")
 }

@@ -61,6 +61,8 @@ pub struct PollerSettings {
     pub pseudo_filesystems: Arc<[String]>,
     /// The window of the disk-full forecast's least-squares rate.
     pub forecast_window: Duration,
+    /// How long each history tier is kept (what retention deletes and what queries may read).
+    pub retention: crate::tiers::Retention,
 }
 
 impl Default for PollerSettings {
@@ -76,6 +78,7 @@ impl Default for PollerSettings {
                 .map(|s| (*s).to_owned())
                 .collect(),
             forecast_window: Duration::from_secs(6 * 3600),
+            retention: crate::tiers::Retention::default(),
         }
     }
 }

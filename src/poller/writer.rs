@@ -33,6 +33,7 @@ use crate::{
         alerts,
         cluster::Fence,
         polls::{self, HostTimes, LatestRow, OkPoll, ladder_chunks},
+        rollups::{Rollups, Stage},
     },
 };
 
@@ -48,6 +49,13 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(25);
 const GAP: std::time::Duration = std::time::Duration::from_millis(4);
 /// Results that may wait for the writer before pollers wait too.
 const QUEUE: usize = 4096;
+/// How often the writer writes the rollup buckets of hosts that stopped sending polls.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often it sweeps while hosts are still to be caught up after a start, and how long each
+/// such sweep may spend catching up: a fifth of the writer's time, for the minutes after a
+/// start (10,000 hosts took about two; `docs/performance.md`).
+const CATCH_UP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const CATCH_UP_BUDGET: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What a successful poll leaves to be stored.
 pub(super) struct SuccessRecord {
@@ -137,6 +145,7 @@ struct Counters {
     results: AtomicU64,
     busy_us: AtomicU64,
     slowest_us: AtomicU64,
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 /// A summary of the writer's work, for benchmarks and diagnostics.
@@ -150,6 +159,8 @@ pub struct WriterStats {
     pub busy_us: u64,
     /// The longest batch, in microseconds.
     pub slowest_us: u64,
+    /// Whether the rollups of every host have been caught up since the writer started.
+    pub caught_up: bool,
 }
 
 impl PollWriter {
@@ -161,6 +172,7 @@ impl PollWriter {
             results: c.results.load(Ordering::Relaxed),
             busy_us: c.busy_us.load(Ordering::Relaxed),
             slowest_us: c.slowest_us.load(Ordering::Relaxed),
+            caught_up: c.caught_up.load(Ordering::Relaxed),
         }
     }
 
@@ -220,12 +232,25 @@ async fn run(
 ) {
     let mut carried = None;
     let mut pace = Pace::default();
+    let mut rollups = Rollups::default();
+    let mut next_sweep = tokio::time::Instant::now() + CATCH_UP_EVERY;
     loop {
+        if tokio::time::Instant::now() >= next_sweep {
+            let caught_up = sweep(&db, &fence, &mut rollups).await;
+            stats.caught_up.store(caught_up, Ordering::Relaxed);
+            next_sweep = tokio::time::Instant::now()
+                + if caught_up {
+                    SWEEP_EVERY
+                } else {
+                    CATCH_UP_EVERY
+                };
+        }
         let first = match carried.take() {
             Some(item) => item,
-            None => match queue.recv().await {
-                Some(item) => item,
-                None => return,
+            None => match tokio::time::timeout_at(next_sweep, queue.recv()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => return,
+                Err(_) => continue,
             },
         };
         pace.arrived(first.2);
@@ -257,7 +282,7 @@ async fn run(
         }
         let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
-        let result = write_batch(&db, &fence, &records).await;
+        let result = write_batch(&db, &fence, &records, &mut rollups).await;
         let took = started.elapsed().as_micros() as u64;
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats
@@ -265,8 +290,14 @@ async fn run(
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         stats.busy_us.fetch_add(took, Ordering::Relaxed);
         stats.slowest_us.fetch_max(took, Ordering::Relaxed);
+        if matches!(result, Err(Error::NotLeader)) {
+            // Another node may have written this one's buckets meanwhile: start over from what
+            // is stored when this node leads again.
+            rollups = Rollups::default();
+        }
         match result {
-            Ok(written) => {
+            Ok((written, stage)) => {
+                rollups.commit(stage);
                 for (reply, notes) in replies.into_iter().zip(written) {
                     let _ = reply.send(Ok(notes));
                 }
@@ -281,30 +312,93 @@ async fn run(
                     "batch write failed; writing its results one by one"
                 );
                 for (record, reply) in records.iter().zip(replies) {
-                    let one = write_batch(&db, &fence, std::slice::from_ref(record)).await;
-                    let _ = reply.send(one.map(|mut w| w.pop().unwrap_or_default()));
+                    let one = write_batch(&db, &fence, std::slice::from_ref(record), &mut rollups)
+                        .await
+                        .map(|(mut w, stage)| {
+                            rollups.commit(stage);
+                            w.pop().unwrap_or_default()
+                        });
+                    let _ = reply.send(one);
                 }
             }
         }
     }
 }
 
-/// Writes `records` in one transaction; returns each one's notifications, in order.
+/// Writes the rollup buckets of hosts that sent no poll since they ended, then catches up hosts
+/// for a while (see `store::rollups`), forgetting hosts deleted meanwhile. Returns whether
+/// every host is caught up. A failure is logged and tried again at the next sweep.
+async fn sweep(db: &DatabaseConnection, fence: &Fence, rollups: &mut Rollups) -> bool {
+    let started = std::time::Instant::now();
+    let result = async {
+        let existing = polls::host_ids(db).await?;
+        rollups.retain(|id| existing.contains(&id));
+        let txn = fence.begin(db).await?;
+        let mut stage = rollups.stage();
+        rollups
+            .sweep(&mut stage, &txn, crate::store::now_ms())
+            .await?;
+        txn.commit().await?;
+        rollups.commit(stage);
+        // Hosts a transaction at a time until the budget is spent.
+        let mut more = true;
+        while more && started.elapsed() < CATCH_UP_BUDGET {
+            let txn = fence.begin(db).await?;
+            let mut stage = rollups.stage();
+            let batch = std::time::Instant::now();
+            while more && batch.elapsed() < CATCH_UP_BUDGET / 4 {
+                more = rollups
+                    .catch_up_one(&mut stage, &txn, &existing, crate::store::now_ms())
+                    .await?;
+            }
+            txn.commit().await?;
+            rollups.commit(stage);
+        }
+        Ok::<_, Error>(rollups.caught_up(&existing))
+    }
+    .await;
+    match result {
+        Ok(done) => done,
+        Err(Error::NotLeader) => {
+            *rollups = Rollups::default();
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "writing the rollups of quiet hosts failed");
+            false
+        }
+    }
+}
+
+/// Writes `records` in one transaction; returns each one's notifications, in order, and the
+/// rollup changes to keep once it is committed.
 async fn write_batch(
     db: &DatabaseConnection,
     fence: &Fence,
     records: &[SuccessRecord],
-) -> Result<Vec<Vec<notification::Model>>> {
+    rollups: &mut Rollups,
+) -> Result<(Vec<Vec<notification::Model>>, Stage)> {
     let txn = fence.begin(db).await?;
     let latest: Vec<&LatestRow> = records.iter().filter_map(|r| r.latest.as_ref()).collect();
+    let mut stage = rollups.stage();
+    let mut packed = Vec::with_capacity(records.len());
+    for r in records {
+        packed.push(
+            rollups
+                .record(&mut stage, &txn, r.host().id, r.ts, &r.values)
+                .await?,
+        );
+    }
     let polls: Vec<OkPoll<'_>> = records
         .iter()
-        .map(|r| OkPoll {
+        .zip(&packed)
+        .map(|(r, (layout_id, data))| OkPoll {
             host_id: r.host().id,
             started_ms: r.started_ms,
             duration_ms: r.duration_ms,
             sampled_ms: r.ts,
-            values: &r.values,
+            layout_id: *layout_id,
+            data,
         })
         .collect();
     // The host's row goes with its `latest_snapshots` row (see `LATEST_ROW_EVERY_MS`).
@@ -341,7 +435,7 @@ async fn write_batch(
         });
     }
     txn.commit().await?;
-    Ok(written)
+    Ok((written, stage))
 }
 
 #[cfg(test)]

@@ -368,3 +368,28 @@ pub async fn delete(db: &impl ConnectionTrait, id: i64) -> Result<()> {
     }
     Ok(())
 }
+
+/// Every host's name, by id.
+pub async fn names(db: &impl ConnectionTrait) -> Result<std::collections::HashMap<i64, String>> {
+    Ok(host::Entity::find()
+        .select_only()
+        .columns([host::Column::Id, host::Column::Name])
+        .into_tuple::<(i64, String)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// How many hosts have each status.
+pub async fn count_by_status(db: &impl ConnectionTrait) -> Result<Vec<(HostStatus, u64)>> {
+    let rows: Vec<(HostStatus, i64)> = host::Entity::find()
+        .select_only()
+        .column(host::Column::Status)
+        .column_as(host::Column::Id.count(), "n")
+        .group_by(host::Column::Status)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(s, n)| (s, n as u64)).collect())
+}

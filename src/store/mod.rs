@@ -15,6 +15,8 @@ pub mod maintenance;
 pub mod notifications;
 pub mod polls;
 pub mod retention;
+pub mod rollups;
+pub mod series;
 pub mod sessions;
 pub mod silences;
 pub mod ssh;

@@ -15,11 +15,7 @@ use sea_orm::{
     sea_query::{CaseStatement, Expr, ExprTrait, OnConflict, Query, SimpleExpr},
 };
 
-use crate::{
-    error::Result,
-    probe::{Counters, MetricValue},
-    store::history,
-};
+use crate::{error::Result, probe::Counters};
 
 /// Splits `items` into chunks whose lengths come from a short fixed ladder (`top`, `top`/4, …,
 /// 1; `top` a power of 4), so the database sees a handful of distinct statements whatever the
@@ -47,7 +43,9 @@ pub struct OkPoll<'a> {
     pub duration_ms: i64,
     /// When its values were taken.
     pub sampled_ms: i64,
-    pub values: &'a [MetricValue],
+    /// Its values, packed against the host's layout `layout_id` (see `store::rollups`).
+    pub layout_id: i64,
+    pub data: &'a [u8],
 }
 
 /// A host's newest snapshot and counters as its `latest_snapshots` row stores them.
@@ -79,8 +77,8 @@ pub async fn write_ok(
 ) -> Result<()> {
     use poll::Column as Poll;
     upsert_latest(db, latest).await?;
-    // The poll's values ride in its own row: one row and one per-host index entry per poll
-    // (see the `000006` migration).
+    // The poll's values ride in its own row, packed: one row and one per-host index entry per
+    // poll (see the `000006` and `000013` migrations).
     insert_rows(
         db,
         polls,
@@ -91,8 +89,8 @@ pub async fn write_ok(
             Poll::DurationMs,
             Poll::Outcome,
             Poll::SampledAt,
-            Poll::SampleCount,
-            Poll::Samples,
+            Poll::LayoutId,
+            Poll::Data,
         ],
         |p| {
             [
@@ -101,8 +99,8 @@ pub async fn write_ok(
                 p.duration_ms.into(),
                 PollOutcome::Ok.as_str().into(),
                 p.sampled_ms.into(),
-                (p.values.len() as i32).into(),
-                history::pack(p.values).into(),
+                p.layout_id.into(),
+                p.data.to_vec().into(),
             ]
         },
         None,
