@@ -1202,7 +1202,7 @@ async fn part_h(args: PartH) {
             };
             let times = match db.get_database_backend() {
                 sea_orm::DbBackend::Postgres => format!(
-                    "SELECT {end} - g * {w} AS t FROM generate_series(1, {buckets}) AS g",
+                    "SELECT {end} - g::bigint * {w} AS t FROM generate_series(1, {buckets}) AS g",
                     w = tier.width_ms()
                 ),
                 _ => format!(
