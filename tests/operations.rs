@@ -65,6 +65,10 @@ async fn the_log_names_unreachable_hosts_and_changed_keys_without_escape_codes()
     rekeyed.restart_with_new_host_key();
     wait_status(&svc, &token, a, "unreachable").await;
     wait_status(&svc, &token, b, "host_key_mismatch").await;
+    // The API shows a status as soon as it is stored; the log file may get its line a moment
+    // later (seen once on a cold CI run): wait for each line, not only the last.
+    svc.wait_log("host unreachable", Duration::from_secs(10))
+        .await;
     let log = svc
         .wait_log("host key changed", Duration::from_secs(10))
         .await;
