@@ -486,22 +486,20 @@ impl HistoryApi {
         };
         let (now, from, to) = range(from.0, to.0)?;
         let step = parse_step(step.0)?;
+        // One row a run: the raw tier only, kept for the URL results' retention.
         let retention = tiers::Retention {
             raw: self.0.poller.settings().retention.url_results,
+            minute: std::time::Duration::ZERO,
+            ten_minutes: std::time::Duration::ZERO,
+            hour: std::time::Duration::ZERO,
             ..self.0.poller.settings().retention
         };
-        // One row a run: only the raw tier, bucketed as asked.
         let plan = tiers::plan(
             from.timestamp_millis(),
             to.timestamp_millis(),
             step,
             now.timestamp_millis(),
-            &tiers::Retention {
-                minute: std::time::Duration::ZERO,
-                ten_minutes: std::time::Duration::ZERO,
-                hour: std::time::Duration::ZERO,
-                ..retention
-            },
+            &retention,
         )
         .map_err(|m| Error::invalid("step", m))?;
         let agg = agg.0.unwrap_or_default();

@@ -17,7 +17,7 @@ use entity::{
     series_layout,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QuerySelect,
     sea_query::{Alias, Expr, ExprTrait, OnConflict, Query},
 };
@@ -479,9 +479,4 @@ pub async fn export_page(
             }
         })
         .collect())
-}
-
-/// Whether `db` is PostgreSQL (whose statements some reads shape differently).
-pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
-    db.get_database_backend() == DbBackend::Postgres
 }
