@@ -187,6 +187,7 @@ async fn migrate_creates_a_fresh_sqlite_database_and_is_idempotent() {
         "polls",
         "series_layouts",
         "rollups_1m",
+        "rollups_1m_chunks",
         "rollups_10m",
         "rollups_1h",
         "latest_snapshots",
@@ -237,6 +238,10 @@ async fn migrate_creates_a_fresh_sqlite_database_and_is_idempotent() {
         ),
         (
             "SELECT data FROM rollups_1m WHERE host_id IN (1, 2) AND bucket_start >= 5",
+            "USING PRIMARY KEY (host_id=? AND bucket_start>?)",
+        ),
+        (
+            "SELECT data FROM rollups_1m_chunks WHERE host_id IN (1, 2) AND bucket_start >= 5",
             "USING PRIMARY KEY (host_id=? AND bucket_start>?)",
         ),
     ] {

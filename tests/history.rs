@@ -14,7 +14,7 @@ use hostwatch::{
     tiers::Tier,
 };
 use poem::http::StatusCode;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 
 const MINUTE: i64 = 60_000;
@@ -118,7 +118,7 @@ async fn stored(
     tier: Tier,
 ) -> BTreeMap<i64, BTreeMap<SeriesKey, Aggregate>> {
     let layouts = series::layouts(db, Some(&[host_id])).await.unwrap();
-    let rows = series::bucket_rows(db, tier, &[host_id], 0, i64::MAX / 2)
+    let rows = series::tier_rows(db, tier, &[host_id], 0, i64::MAX / 2)
         .await
         .unwrap();
     rows.into_iter()
@@ -274,6 +274,39 @@ async fn rollups_match_raw_across_a_restart(backend: Backend) {
         150 - 9,
         "every poll of the hour once (nine fell in the downtime)"
     );
+    // Built 10-minute buckets hold their minutes as one chunk row; no single minute row is
+    // left once every 10-minute bucket is built.
+    let count = |table: &'static str| async move {
+        db.query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT count(*) AS n FROM {table} WHERE host_id = {id}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap()
+    };
+    assert_eq!(count("rollups_1m").await, 0);
+    assert_eq!(
+        count("rollups_1m_chunks").await,
+        4,
+        "00-10, 10-20, 20-30, 1h10-1h20"
+    );
+    // A poll arriving late, for a minute already in a chunk: the minute, its chunk and the
+    // buckets over it are rebuilt, and still no minute row is left beside the chunk.
+    let late = t0 + 3 * MINUTE + 7_000;
+    polls.push((late, values_at(late, mount_from)));
+    polls.sort_by_key(|(ts, _)| *ts);
+    store_polls(db, &mut second, id, &[(late, values_at(late, mount_from))]).await;
+    for tier in Tier::ROLLUPS {
+        assert_same(
+            &stored(db, id, tier).await,
+            &expected(&polls, tier),
+            &format!("{tier:?} on {backend:?} after a late poll"),
+        );
+    }
+    assert_eq!(count("rollups_1m").await, 0);
 
     // Step queries. Three hours around it: raw polls, 10 s buckets.
     let (from, to) = (rfc3339(t0 - HOUR), rfc3339(t0 + 2 * HOUR));
@@ -284,7 +317,8 @@ async fn rollups_match_raw_across_a_restart(backend: Backend) {
     );
     assert_eq!(
         body["series"][0]["points"].as_array().unwrap().len(),
-        polls.len()
+        polls.len() - 1,
+        "a point each 10 s (the late poll shares its bucket)"
     );
     // By the minute, two metrics, max: each minute's maximum, and a gap where the host was
     // unreachable — no bucket, not a zero.
@@ -341,7 +375,7 @@ async fn rollups_match_raw_across_a_restart(backend: Backend) {
     );
     let hours = month["series"][0]["points"].as_array().unwrap();
     assert_eq!(hours.len(), 2, "{month}");
-    assert_eq!(hours[0]["count"], 150 - 9);
+    assert_eq!(hours[0]["count"], 150 - 9 + 1, "and the late poll");
     // Bad steps name the field.
     let (status, body) = app
         .call(
@@ -902,4 +936,123 @@ async fn url_check_series_sqlite() {
 #[tokio::test]
 async fn url_check_series_postgres() {
     url_check_series(Backend::Postgres).await;
+}
+
+/// Minutes read the same chunked or not; a single row of a minute a chunk holds too (a late
+/// poll rewrote it, its chunk not rebuilt yet) is the one read; a chunk's last minute counts as
+/// the host's newest; retention takes a chunk whole once all its minutes are past the cutoff.
+async fn minute_chunks_read_like_rows(backend: Backend) {
+    let Some(app) = TestApp::start(backend).await else {
+        return;
+    };
+    let db = app.db();
+    let id = host(&app, "chunked").await;
+    let layout = series::insert_layout(db, id, vec![SeriesKey::new("cpu.usage_pct", "")])
+        .await
+        .unwrap();
+    let t0 = Tier::Hour.bucket(store::now_ms() - 24 * HOUR);
+    let row = |start: i64, v: f64| series::PackedRow {
+        host_id: id,
+        start,
+        layout_id: layout.id,
+        data: packed::encode_aggregates(&[Aggregate::of(v)]),
+    };
+    // Minutes 0..10 of the hour: 1.0, 2.0, … (minute 4 missing), chunked.
+    let minutes: Vec<_> = (0..10)
+        .filter(|m| *m != 4)
+        .map(|m| row(t0 + m * MINUTE, (m + 1) as f64))
+        .collect();
+    series::upsert_buckets(db, Tier::Minute, &minutes)
+        .await
+        .unwrap();
+    series::store_minute_chunk(db, id, t0, &minutes)
+        .await
+        .unwrap();
+    assert!(
+        series::bucket_rows(db, Tier::Minute, &[id], 0, i64::MAX / 2)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the chunked minutes' rows are gone"
+    );
+    // Minute 3 rewritten, and minute 12 after the chunk.
+    series::upsert_buckets(
+        db,
+        Tier::Minute,
+        &[row(t0 + 3 * MINUTE, 40.0), row(t0 + 12 * MINUTE, 13.0)],
+    )
+    .await
+    .unwrap();
+    let values = |rows: Vec<series::PackedRow>| -> Vec<(i64, f64)> {
+        rows.iter()
+            .map(|r| {
+                let a = packed::decode_aggregate(&r.data, 0);
+                ((r.start - t0) / MINUTE, a.avg().unwrap())
+            })
+            .collect()
+    };
+    let all = series::minute_rows(db, &[id], t0, t0 + HOUR).await.unwrap();
+    assert_eq!(
+        values(all),
+        [
+            (0, 1.0),
+            (1, 2.0),
+            (2, 3.0),
+            (3, 40.0),
+            (5, 6.0),
+            (6, 7.0),
+            (7, 8.0),
+            (8, 9.0),
+            (9, 10.0),
+            (12, 13.0)
+        ]
+    );
+    // A range starting inside the chunk reads only its part of it.
+    let part = series::minute_rows(db, &[id], t0 + 7 * MINUTE, t0 + 13 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(values(part), [(7, 8.0), (8, 9.0), (9, 10.0), (12, 13.0)]);
+    assert_eq!(
+        series::latest_bucket(db, Tier::Minute, id).await.unwrap(),
+        Some(t0 + 12 * MINUTE)
+    );
+    // With only the chunk, its last minute is the newest.
+    series::store_minute_chunk(db, id, t0 + 10 * MINUTE, &[row(t0 + 12 * MINUTE, 13.0)])
+        .await
+        .unwrap();
+    let singles = series::bucket_rows(db, Tier::Minute, &[id], 0, i64::MAX / 2)
+        .await
+        .unwrap();
+    assert_eq!(values(singles), [(3, 40.0)]);
+    assert_eq!(
+        series::latest_bucket(db, Tier::Minute, id).await.unwrap(),
+        Some(t0 + 12 * MINUTE)
+    );
+    // Retention: a cutoff inside the first chunk keeps it (minute 9 is newer), one at its end
+    // takes it and the row of minute 3 with it.
+    let purged = series::purge_tier(db, Tier::Minute, &[id], t0 + 9 * MINUTE, 100)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "the row of minute 3 only");
+    let left = values(series::minute_rows(db, &[id], t0, t0 + HOUR).await.unwrap());
+    assert_eq!(left.len(), 10, "{left:?}");
+    assert_eq!(left[3], (3, 4.0), "the chunk's own minute 3 again");
+    let purged = series::purge_tier(db, Tier::Minute, &[id], t0 + 10 * MINUTE, 100)
+        .await
+        .unwrap();
+    assert_eq!(purged, 1, "the first chunk");
+    assert_eq!(
+        values(series::minute_rows(db, &[id], t0, t0 + HOUR).await.unwrap()),
+        [(12, 13.0)]
+    );
+}
+
+#[tokio::test]
+async fn minute_chunks_read_like_rows_sqlite() {
+    minute_chunks_read_like_rows(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn minute_chunks_read_like_rows_postgres() {
+    minute_chunks_read_like_rows(Backend::Postgres).await;
 }

@@ -358,31 +358,61 @@ async fn age_history(state: &Services, minutes: u64) {
     }
     // The rollups of the whole buckets among them, as the writer would have left them (the
     // writer's catch-up, running meanwhile, may have written some already).
+    // Minutes of built 10-minute buckets are chunks.
     for tier in Tier::ROLLUPS {
         let width = tier.width_ms();
         let bucket = blob_literal(db, &sim_bucket((width / 10_000) as u32));
         let mut b = tier.bucket(start) + width;
         while b + width <= tier.bucket(end) {
-            seed_buckets(db, tier, b, &bucket, None).await;
+            let built = Tier::TenMinutes.bucket(b) + Tier::TenMinutes.width_ms()
+                <= Tier::TenMinutes.bucket(Tier::Minute.bucket(end));
+            if tier != Tier::Minute || !built {
+                seed_buckets(db, rollup_table(tier), b, &bucket, None).await;
+            } else if b == Tier::TenMinutes.bucket(b) || b == tier.bucket(start) + width {
+                // The chunk's minutes from here to its end.
+                let ten = Tier::TenMinutes.bucket(b);
+                let minutes = (b..ten + Tier::TenMinutes.width_ms()).step_by(60_000);
+                let chunk = blob_literal(db, &minute_chunk(ten, minutes));
+                seed_buckets(db, "rollups_1m_chunks", ten, &chunk, None).await;
+            }
             b += width;
         }
     }
 }
 
-/// Writes one bucket of `tier` at `start` for every host (those with ids in `hosts` when given).
+/// The table of a rollup tier's rows.
+fn rollup_table(tier: Tier) -> &'static str {
+    match tier {
+        Tier::Minute => "rollups_1m",
+        Tier::TenMinutes => "rollups_10m",
+        _ => "rollups_1h",
+    }
+}
+
+/// A `rollups_1m_chunks` row's data for the chunk at `start` holding `minutes` of the
+/// simulator's values (each under the row's layout, whichever host's row it is).
+fn minute_chunk(start: i64, minutes: impl Iterator<Item = i64>) -> Vec<u8> {
+    let minute = sim_bucket(6);
+    let entries: Vec<entity::series::MinuteEntry> = minutes
+        .map(|m| entity::series::MinuteEntry {
+            start: m,
+            layout_id: 0,
+            data: &minute,
+        })
+        .collect();
+    entity::series::encode_minutes(start, 0, &entries)
+}
+
+/// Writes one row of a rollup `table` at `start` for every host (those with ids in `hosts`
+/// when given).
 async fn seed_buckets(
     db: &sea_orm::DatabaseConnection,
-    tier: Tier,
+    table: &str,
     start: i64,
     data: &str,
     hosts: Option<(i64, i64)>,
 ) {
     use sea_orm::ConnectionTrait;
-    let table = match tier {
-        Tier::Minute => "rollups_1m",
-        Tier::TenMinutes => "rollups_10m",
-        _ => "rollups_1h",
-    };
     // A WHERE clause either way: SQLite reads `ON CONFLICT` after a bare join as its `ON`.
     let range = hosts.map_or("WHERE true".to_owned(), |(lo, hi)| {
         format!("WHERE h.id BETWEEN {lo} AND {hi}")
@@ -1120,7 +1150,14 @@ async fn part_h(args: PartH) {
     };
     let raw = size("polls");
     let legacy = size("legacy_polls") + size("ix_legacy_host") + size("ix_legacy_time");
-    let tiers: Vec<u64> = ["rollups_1m", "rollups_10m", "rollups_1h"].map(size).into();
+    let tiers: Vec<u64> = [
+        "rollups_1m",
+        "rollups_1m_chunks",
+        "rollups_10m",
+        "rollups_1h",
+    ]
+    .map(size)
+    .into();
     let layouts = size("series_layouts");
     let host_days = args.storage_hosts as f64 * args.storage_hours as f64 / 24.0;
     println!(
@@ -1133,11 +1170,12 @@ async fn part_h(args: PartH) {
         legacy as f64 / polls as f64
     );
     println!(
-        "   per host per day: raw {:.2} MB, 1m {:.0} KB, 10m {:.0} KB, 1h {:.1} KB: all tiers {:.2} MB (and {:.1} KB of layouts a host, once)",
+        "   per host per day: raw {:.2} MB, 1m {:.0} KB ({:.0} KB of it in chunks), 10m {:.0} KB, 1h {:.1} KB: all tiers {:.2} MB (and {:.1} KB of layouts a host, once)",
         raw as f64 / host_days / 1e6,
-        tiers[0] as f64 / host_days / 1e3,
+        (tiers[0] + tiers[1]) as f64 / host_days / 1e3,
         tiers[1] as f64 / host_days / 1e3,
         tiers[2] as f64 / host_days / 1e3,
+        tiers[3] as f64 / host_days / 1e3,
         (raw + tiers.iter().sum::<u64>()) as f64 / host_days / 1e6,
         layouts as f64 / args.storage_hosts as f64 / 1e3
     );
@@ -1184,31 +1222,58 @@ async fn part_h(args: PartH) {
         .expect("hosts");
     // Host by host (ids in chunks), each host's buckets in time order: how a running service's
     // tables grow, not one time slot across every host.
-    let spans = [
-        (Tier::Hour, 31 * 24, Tier::Hour.bucket(now)),
-        (Tier::TenMinutes, 2 * 144, Tier::TenMinutes.bucket(now)),
-        (Tier::Minute, 26 * 60, Tier::Minute.bucket(now)),
+    // 26 hours of minutes: those before the current 10-minute bucket as chunks (its 10-minute
+    // bucket is built), those in it as single rows.
+    let ten_now = Tier::TenMinutes.bucket(now);
+    let bucket = |tier: Tier| blob_literal(db, &sim_bucket((tier.width_ms() / 10_000) as u32));
+    let mut spans = vec![
+        (
+            "rollups_1h",
+            31 * 24,
+            Tier::Hour.bucket(now),
+            Tier::Hour.width_ms(),
+            bucket(Tier::Hour),
+        ),
+        (
+            "rollups_10m",
+            2 * 144,
+            ten_now,
+            Tier::TenMinutes.width_ms(),
+            bucket(Tier::TenMinutes),
+        ),
+        (
+            "rollups_1m_chunks",
+            26 * 6,
+            ten_now,
+            Tier::TenMinutes.width_ms(),
+            blob_literal(
+                db,
+                &minute_chunk(0, (0..10).map(|m| m * Tier::Minute.width_ms())),
+            ),
+        ),
     ];
+    let singles = (Tier::Minute.bucket(now) - ten_now) / Tier::Minute.width_ms();
+    if singles > 0 {
+        spans.push((
+            "rollups_1m",
+            singles,
+            Tier::Minute.bucket(now),
+            Tier::Minute.width_ms(),
+            bucket(Tier::Minute),
+        ));
+    }
     const CHUNK: i64 = 500;
-    for (tier, buckets, end) in spans {
-        let data = blob_literal(db, &sim_bucket((tier.width_ms() / 10_000) as u32));
+    for (table, buckets, end, width, data) in spans {
         let mut first = lo;
         while first <= hi {
             let last = (first + CHUNK - 1).min(hi);
-            let table = match tier {
-                Tier::Minute => "rollups_1m",
-                Tier::TenMinutes => "rollups_10m",
-                _ => "rollups_1h",
-            };
             let times = match db.get_database_backend() {
                 sea_orm::DbBackend::Postgres => format!(
-                    "SELECT {end} - g::bigint * {w} AS t FROM generate_series(1, {buckets}) AS g",
-                    w = tier.width_ms()
+                    "SELECT {end} - g::bigint * {width} AS t FROM generate_series(1, {buckets}) AS g"
                 ),
                 _ => format!(
                     "WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < {buckets}) \
-                     SELECT {end} - i * {w} AS t FROM g",
-                    w = tier.width_ms()
+                     SELECT {end} - i * {width} AS t FROM g"
                 ),
             };
             db.execute_unprepared(&format!(

@@ -92,7 +92,13 @@ pub async fn connect_with(
     }
     if url.starts_with("sqlite:") {
         // One writer at a time is SQLite's rule; a small pool keeps readers concurrent in WAL mode.
-        options.max_connections(4).min_connections(1);
+        // A connection is a file handle in this process that cannot drop like a socket: no ping
+        // before each use. Each ping is a round trip to the connection's thread, and a thread
+        // woken per statement is most of what a short read costs.
+        options
+            .max_connections(4)
+            .min_connections(1)
+            .test_before_acquire(false);
     } else {
         options.max_connections(16);
     }

@@ -4,8 +4,10 @@
 //! Each host's current minute is summed in memory and written as one `rollups_1m` row when the
 //! host's first poll of a later minute arrives (or, for a host that stopped answering, when the
 //! writer's sweep finds the minute long over). A 10-minute bucket is built from its ten minute
-//! rows when the first minute after it is written, an hour from its six 10-minute rows: a poll
-//! costs no database read, and an hour's rollup costs six small rows once an hour.
+//! rows when the first minute after it is written (and the ten are then stored as one
+//! `rollups_1m_chunks` row in their place: a chart reads a tenth of the rows), an hour from its
+//! six 10-minute rows: a poll costs no database read, and an hour's rollup costs six small rows
+//! once an hour.
 //!
 //! A restart loses only memory: the raw polls are stored first. The first time the writer sees
 //! a host it sums that host's current minute from the raw polls already stored in it (two or
@@ -440,18 +442,32 @@ async fn build(
     start: i64,
 ) -> Result<()> {
     let finer = tier.finer().expect("a rollup tier");
-    let rows = if finer == Tier::Raw {
-        stored::raw_rows(db, &[host_id], start, start + tier.width_ms()).await?
-    } else {
-        stored::bucket_rows(db, finer, &[host_id], start, start + tier.width_ms()).await?
-    };
+    let rows = stored::tier_rows(db, finer, &[host_id], start, start + tier.width_ms()).await?;
+    write_built(db, host, host_id, tier, start, &rows).await
+}
+
+/// Writes `tier`'s bucket at `start` summed from `rows`, its finer tier's rows in it. A
+/// 10-minute bucket's minutes are stored as one chunk from then on.
+async fn write_built(
+    db: &impl ConnectionTrait,
+    host: &mut HostHistory,
+    host_id: i64,
+    tier: Tier,
+    start: i64,
+    rows: &[PackedRow],
+) -> Result<()> {
+    let finer = tier.finer().expect("a rollup tier");
     let mut sums = Sums::new(start);
-    for row in &rows {
+    for row in rows {
         if let Some(layout) = known_layout(db, host, host_id, row.layout_id).await? {
             sums.add_row(finer, &layout, &row.data);
         }
     }
-    write_bucket(db, host, host_id, tier, &sums).await
+    write_bucket(db, host, host_id, tier, &sums).await?;
+    if tier == Tier::TenMinutes {
+        stored::store_minute_chunk(db, host_id, start, rows).await?;
+    }
+    Ok(())
 }
 
 /// A layout by id, read when the writer has not seen it (rows written before a layout change
@@ -554,27 +570,10 @@ async fn catch_up(db: &impl ConnectionTrait, host: &mut HostHistory, host_id: i6
         if from >= until {
             continue;
         }
-        let rows = if finer == Tier::Raw {
-            stored::raw_rows(db, &[host_id], from, until).await?
-        } else {
-            stored::bucket_rows(db, finer, &[host_id], from, until).await?
-        };
-        let mut bucket: Option<Sums> = None;
-        for row in rows {
-            let start = tier.bucket(row.start);
-            if bucket.as_ref().is_some_and(|b| b.start != start) {
-                let done = bucket.take().expect("checked");
-                write_bucket(db, host, host_id, tier, &done).await?;
-            }
-            let Some(layout) = known_layout(db, host, host_id, row.layout_id).await? else {
-                continue;
-            };
-            bucket
-                .get_or_insert_with(|| Sums::new(start))
-                .add_row(finer, &layout, &row.data);
-        }
-        if let Some(done) = bucket {
-            write_bucket(db, host, host_id, tier, &done).await?;
+        let rows = stored::tier_rows(db, finer, &[host_id], from, until).await?;
+        // Rows come in time order: each run of one bucket's rows is that bucket.
+        for run in rows.chunk_by(|a, b| tier.bucket(a.start) == tier.bucket(b.start)) {
+            write_built(db, host, host_id, tier, tier.bucket(run[0].start), run).await?;
         }
     }
     // The coarser buckets the state begins in hold minutes written just now: one the writer

@@ -148,7 +148,7 @@ fn table(tier: Tier) -> Alias {
 }
 
 /// The buckets of a rollup tier for `host_ids` starting in `[from_ms, to_ms)`, by host then
-/// time.
+/// time; of the minute tier, the single rows only (see [`minute_rows`]).
 pub async fn bucket_rows(
     db: &impl ConnectionTrait,
     tier: Tier,
@@ -179,6 +179,145 @@ pub async fn bucket_rows(
     Ok(out)
 }
 
+/// Where a host's minute buckets are once their 10-minute bucket is built: ten to a row.
+const MINUTE_CHUNKS: &str = "rollups_1m_chunks";
+
+/// The minute buckets of `host_ids` starting in `[from_ms, to_ms)`, by host then time: the
+/// chunks' minutes, and the single minute rows after them (a single row is the newer copy of
+/// a minute a chunk holds too: a late poll rewrote it, and its chunk is rebuilt next).
+pub async fn minute_rows(
+    db: &impl ConnectionTrait,
+    host_ids: &[i64],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<PackedRow>> {
+    #[derive(FromQueryResult)]
+    struct MinuteRow {
+        chunked: i32,
+        host_id: i64,
+        start: i64,
+        layout_id: i64,
+        data: Vec<u8>,
+    }
+    let chunk_from = Tier::TenMinutes.bucket(from_ms);
+    let mut out = Vec::new();
+    for hosts in host_ids.chunks(HOSTS_PER_READ) {
+        // One statement: one snapshot (the writer moving minutes into a chunk between two
+        // reads would hide them from both), and one round trip to the database.
+        let select = |table: Alias, chunked: i32, from: i64| {
+            Query::select()
+                .expr_as(Expr::val(chunked), "chunked")
+                .column("host_id")
+                .expr_as(Expr::col("bucket_start"), "start")
+                .columns(["layout_id", "data"])
+                .from(table)
+                .and_where(Expr::col("host_id").is_in(hosts.iter().copied()))
+                .and_where(Expr::col("bucket_start").gte(from))
+                .and_where(Expr::col("bucket_start").lt(to_ms))
+                .take()
+        };
+        let union = select(Alias::new(MINUTE_CHUNKS), 1, chunk_from)
+            .union(
+                sea_orm::sea_query::UnionType::All,
+                select(table(Tier::Minute), 0, from_ms),
+            )
+            .take();
+        let rows = MinuteRow::find_by_statement(db.get_database_backend().build(&union))
+            .all(db)
+            .await?;
+        let (chunks, singles): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.chunked == 1);
+        let single = |r: MinuteRow| PackedRow {
+            host_id: r.host_id,
+            start: r.start,
+            layout_id: r.layout_id,
+            data: r.data,
+        };
+        let mut minutes: BTreeMap<(i64, i64), PackedRow> = BTreeMap::new();
+        if chunks.is_empty() {
+            let mut singles: Vec<PackedRow> = singles.into_iter().map(single).collect();
+            singles.sort_unstable_by_key(|r| (r.host_id, r.start));
+            out.extend(singles);
+            continue;
+        }
+        for c in &chunks {
+            // A chunk that does not decode reads as no values, like a row of an unknown layout.
+            let Some(entries) = series::decode_minutes(c.start, c.layout_id, &c.data) else {
+                continue;
+            };
+            for m in entries {
+                if m.start >= from_ms && m.start < to_ms {
+                    minutes.insert(
+                        (c.host_id, m.start),
+                        PackedRow {
+                            host_id: c.host_id,
+                            start: m.start,
+                            layout_id: m.layout_id,
+                            data: m.data.to_vec(),
+                        },
+                    );
+                }
+            }
+        }
+        for r in singles {
+            minutes.insert((r.host_id, r.start), single(r));
+        }
+        out.extend(minutes.into_values());
+    }
+    Ok(out)
+}
+
+/// Stores the minute buckets `minutes` of one host's 10-minute bucket at `chunk_start` as one
+/// chunk (over any stored for it) and deletes their single rows.
+pub async fn store_minute_chunk(
+    db: &impl ConnectionTrait,
+    host_id: i64,
+    chunk_start: i64,
+    minutes: &[PackedRow],
+) -> Result<()> {
+    let Some(first) = minutes.first() else {
+        return Ok(());
+    };
+    let entries: Vec<series::MinuteEntry> = minutes
+        .iter()
+        .map(|m| series::MinuteEntry {
+            start: m.start,
+            layout_id: m.layout_id,
+            data: &m.data,
+        })
+        .collect();
+    let row = PackedRow {
+        host_id,
+        start: chunk_start,
+        layout_id: first.layout_id,
+        data: series::encode_minutes(chunk_start, first.layout_id, &entries),
+    };
+    upsert_into(db, Alias::new(MINUTE_CHUNKS), std::slice::from_ref(&row)).await?;
+    let delete = Query::delete()
+        .from_table(table(Tier::Minute))
+        .and_where(Expr::col("host_id").eq(host_id))
+        .and_where(Expr::col("bucket_start").gte(chunk_start))
+        .and_where(Expr::col("bucket_start").lt(chunk_start + Tier::TenMinutes.width_ms()))
+        .take();
+    db.execute(&delete).await?;
+    Ok(())
+}
+
+/// The rows of any tier for `host_ids` starting in `[from_ms, to_ms)`, by host then time: raw
+/// polls, minutes (chunked or not) or buckets.
+pub async fn tier_rows(
+    db: &impl ConnectionTrait,
+    tier: Tier,
+    host_ids: &[i64],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<PackedRow>> {
+    match tier {
+        Tier::Raw => raw_rows(db, host_ids, from_ms, to_ms).await,
+        Tier::Minute => minute_rows(db, host_ids, from_ms, to_ms).await,
+        _ => bucket_rows(db, tier, host_ids, from_ms, to_ms).await,
+    }
+}
+
 /// The start of the host's newest bucket of `tier`.
 pub async fn latest_bucket(
     db: &impl ConnectionTrait,
@@ -194,12 +333,33 @@ pub async fn latest_bucket(
         .from(table(tier))
         .and_where(Expr::col("host_id").eq(host_id))
         .take();
-    Ok(
-        Latest::find_by_statement(db.get_database_backend().build(&select))
-            .one(db)
-            .await?
-            .and_then(|l| l.start),
-    )
+    let latest = Latest::find_by_statement(db.get_database_backend().build(&select))
+        .one(db)
+        .await?
+        .and_then(|l| l.start);
+    if tier != Tier::Minute {
+        return Ok(latest);
+    }
+    // Minutes are single rows only after the newest chunk; with none, the chunk's last minute.
+    let select = Query::select()
+        .column("host_id")
+        .expr_as(Expr::col("bucket_start"), "start")
+        .columns(["layout_id", "data"])
+        .from(Alias::new(MINUTE_CHUNKS))
+        .and_where(Expr::col("host_id").eq(host_id))
+        .order_by("bucket_start", sea_orm::Order::Desc)
+        .limit(1)
+        .take();
+    let chunk = PackedRow::find_by_statement(db.get_database_backend().build(&select))
+        .one(db)
+        .await?;
+    let chunked = chunk.and_then(|c| {
+        series::decode_minutes(c.start, c.layout_id, &c.data)?
+            .iter()
+            .map(|m| m.start)
+            .max()
+    });
+    Ok(Ord::max(latest, chunked))
 }
 
 /// Writes buckets of a rollup tier over any stored for the same host and start (a bucket is
@@ -209,10 +369,14 @@ pub async fn upsert_buckets(
     tier: Tier,
     rows: &[PackedRow],
 ) -> Result<()> {
+    upsert_into(db, table(tier), rows).await
+}
+
+async fn upsert_into(db: &impl ConnectionTrait, table: Alias, rows: &[PackedRow]) -> Result<()> {
     for chunk in ladder_chunks(rows, 64) {
         let mut insert = Query::insert();
         insert
-            .into_table(table(tier))
+            .into_table(table.clone())
             .columns(["host_id", "bucket_start", "layout_id", "data"]);
         for r in chunk {
             insert.values_panic([
@@ -233,10 +397,27 @@ pub async fn upsert_buckets(
 }
 
 /// Deletes the buckets of `tier` older than `cutoff_ms`, at most `chunk` per statement; says
-/// how many. The tables are keyed by host first, so the oldest buckets are found host by host.
+/// how many rows went (a chunk of minutes is one). The tables are keyed by host first, so the
+/// oldest buckets are found host by host.
 pub async fn purge_tier(
     db: &impl ConnectionTrait,
     tier: Tier,
+    host_ids: &[i64],
+    cutoff_ms: i64,
+    chunk: u64,
+) -> Result<u64> {
+    let mut deleted = purge_table(db, table(tier), host_ids, cutoff_ms, chunk).await?;
+    if tier == Tier::Minute {
+        // A chunk goes once all its minutes are past the cutoff: it starts 10 minutes before.
+        let whole = cutoff_ms - Tier::TenMinutes.width_ms() + 1;
+        deleted += purge_table(db, Alias::new(MINUTE_CHUNKS), host_ids, whole, chunk).await?;
+    }
+    Ok(deleted)
+}
+
+async fn purge_table(
+    db: &impl ConnectionTrait,
+    table: Alias,
     host_ids: &[i64],
     cutoff_ms: i64,
     chunk: u64,
@@ -246,13 +427,13 @@ pub async fn purge_tier(
         loop {
             let doomed = Query::select()
                 .columns(["host_id", "bucket_start"])
-                .from(table(tier))
+                .from(table.clone())
                 .and_where(Expr::col("host_id").is_in(hosts.iter().copied()))
                 .and_where(Expr::col("bucket_start").lt(cutoff_ms))
                 .limit(chunk)
                 .take();
             let delete = Query::delete()
-                .from_table(table(tier))
+                .from_table(table.clone())
                 .and_where(
                     Expr::tuple([Expr::col("host_id"), Expr::col("bucket_start")])
                         .in_subquery(doomed),
@@ -329,11 +510,7 @@ pub async fn read(db: &impl ConnectionTrait, q: &Read) -> Result<Found> {
         let mut rows = Vec::new();
         for (from, mut hosts) in groups {
             hosts.sort_unstable();
-            rows.extend(if t == Tier::Raw {
-                raw_rows(db, &hosts, from, q.to_ms).await?
-            } else {
-                bucket_rows(db, t, &hosts, from, q.to_ms).await?
-            });
+            rows.extend(tier_rows(db, t, &hosts, from, q.to_ms).await?);
         }
         let mut ends: HashMap<i64, i64> = HashMap::new();
         for row in rows {
