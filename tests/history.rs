@@ -232,9 +232,10 @@ async fn rollups_match_raw_across_a_restart(backend: Backend) {
     store_polls(db, &mut first, id, &polls[..split]).await;
     drop(first);
     let mut second = Rollups::default();
-    // A minute of polls after the start, then the catch-up (the writer's sweep does it a few
-    // hosts at a time), then the rest.
-    let caught_at = split + 6;
+    // Two minutes of polls after the start — the first of them written by the new writer
+    // before the catch-up reaches the host (the sweep does a few hosts at a time) — then the
+    // catch-up, then the rest.
+    let caught_at = split + 12;
     store_polls(db, &mut second, id, &polls[split..caught_at]).await;
     let hosts = std::collections::HashSet::from([id]);
     assert!(!second.caught_up(&hosts));
@@ -1013,7 +1014,9 @@ async fn minute_chunks_read_like_rows(backend: Backend) {
         .unwrap();
     assert_eq!(values(part), [(7, 8.0), (8, 9.0), (9, 10.0), (12, 13.0)]);
     assert_eq!(
-        series::latest_bucket(db, Tier::Minute, id).await.unwrap(),
+        series::latest_bucket(db, Tier::Minute, id, i64::MAX)
+            .await
+            .unwrap(),
         Some(t0 + 12 * MINUTE)
     );
     // With only the chunk, its last minute is the newest.
@@ -1025,11 +1028,13 @@ async fn minute_chunks_read_like_rows(backend: Backend) {
         .unwrap();
     assert_eq!(values(singles), [(3, 40.0)]);
     assert_eq!(
-        series::latest_bucket(db, Tier::Minute, id).await.unwrap(),
+        series::latest_bucket(db, Tier::Minute, id, i64::MAX)
+            .await
+            .unwrap(),
         Some(t0 + 12 * MINUTE)
     );
-    // Retention: a cutoff inside the first chunk keeps it (minute 9 is newer), one at its end
-    // takes it and the row of minute 3 with it.
+    // Retention: a cutoff at its last minute's start keeps the first chunk (minute 9 is not
+    // older), one just after takes it; the row of minute 3 goes first, as rows do.
     let purged = series::purge_tier(db, Tier::Minute, &[id], t0 + 9 * MINUTE, 100)
         .await
         .unwrap();
@@ -1037,7 +1042,7 @@ async fn minute_chunks_read_like_rows(backend: Backend) {
     let left = values(series::minute_rows(db, &[id], t0, t0 + HOUR).await.unwrap());
     assert_eq!(left.len(), 10, "{left:?}");
     assert_eq!(left[3], (3, 4.0), "the chunk's own minute 3 again");
-    let purged = series::purge_tier(db, Tier::Minute, &[id], t0 + 10 * MINUTE, 100)
+    let purged = series::purge_tier(db, Tier::Minute, &[id], t0 + 9 * MINUTE + 1, 100)
         .await
         .unwrap();
     assert_eq!(purged, 1, "the first chunk");

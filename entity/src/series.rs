@@ -283,10 +283,16 @@ pub fn decode_minutes(
     layout_id: i64,
     data: &[u8],
 ) -> Option<Vec<MinuteEntry<'_>>> {
-    let mut out = Vec::with_capacity(10);
+    let mut out: Vec<MinuteEntry> = Vec::with_capacity(10);
     let mut at = 0;
     while at < data.len() {
+        // Ten minutes at most, each once and in order: anything else is not a chunk, and read
+        // as one it could put minutes into another chunk's span.
         let offset = i64::try_from(read_varint(data, &mut at)?).ok()?;
+        let after = out.last().map_or(-1, |m| (m.start - chunk_start) / 60_000);
+        if offset >= 10 || offset <= after {
+            return None;
+        }
         let layout = match read_varint(data, &mut at)? {
             0 => layout_id,
             id => i64::try_from(id).ok()?,
@@ -423,6 +429,12 @@ mod tests {
         let packed = encode_minutes(start, 7, &minutes);
         assert_eq!(decode_minutes(start, 7, &packed).unwrap(), minutes);
         assert_eq!(decode_minutes(start, 7, &[]).unwrap(), vec![]);
+        // Minutes out of order, repeated or past the tenth are not a chunk.
+        let swapped = encode_minutes(start, 7, &[minutes[1], minutes[0]]);
+        assert_eq!(decode_minutes(start, 7, &swapped), None);
+        let twice = encode_minutes(start, 7, &[minutes[0], minutes[0]]);
+        assert_eq!(decode_minutes(start, 7, &twice), None);
+        assert_eq!(decode_minutes(start, 7, &[10, 0, 0]), None);
         // A length past the end is not a chunk.
         assert_eq!(decode_minutes(start, 7, &[0, 0, 40, 1]), None);
         assert_eq!(decode_minutes(start, 7, &packed[..packed.len() - 1]), None);

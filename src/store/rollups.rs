@@ -527,7 +527,7 @@ async fn start(db: &impl ConnectionTrait, host_id: i64, first_ms: i64) -> Result
         .collect();
     layouts.sort_by_key(|l| l.id);
     let minute = Tier::Minute.bucket(first_ms);
-    let written_to = stored::latest_bucket(db, Tier::Minute, host_id)
+    let written_to = stored::latest_bucket(db, Tier::Minute, host_id, i64::MAX)
         .await?
         .map_or(i64::MIN, |b| b + Tier::Minute.width_ms());
     let mut host = HostHistory {
@@ -563,10 +563,11 @@ async fn start(db: &impl ConnectionTrait, host_id: i64, first_ms: i64) -> Result
 async fn catch_up(db: &impl ConnectionTrait, host: &mut HostHistory, host_id: i64) -> Result<()> {
     for tier in Tier::ROLLUPS {
         let finer = tier.finer().expect("a rollup tier");
-        let latest = stored::latest_bucket(db, tier, host_id).await?;
-        let from = latest.map_or(i64::MIN / 2, |b| b + tier.width_ms());
-        // Buckets from here on are the writer's: pending, or open.
+        // Buckets from here on are the writer's: pending, open, or written since it started
+        // (which say nothing of what is missing before them).
         let until = tier.bucket(host.since);
+        let latest = stored::latest_bucket(db, tier, host_id, until).await?;
+        let from = latest.map_or(i64::MIN / 2, |b| b + tier.width_ms());
         if from >= until {
             continue;
         }

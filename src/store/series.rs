@@ -318,11 +318,12 @@ pub async fn tier_rows(
     }
 }
 
-/// The start of the host's newest bucket of `tier`.
+/// The start of the host's newest bucket of `tier` starting before `before_ms`.
 pub async fn latest_bucket(
     db: &impl ConnectionTrait,
     tier: Tier,
     host_id: i64,
+    before_ms: i64,
 ) -> Result<Option<i64>> {
     #[derive(FromQueryResult)]
     struct Latest {
@@ -332,6 +333,7 @@ pub async fn latest_bucket(
         .expr_as(Expr::col("bucket_start").max(), "start")
         .from(table(tier))
         .and_where(Expr::col("host_id").eq(host_id))
+        .and_where(Expr::col("bucket_start").lt(before_ms))
         .take();
     let latest = Latest::find_by_statement(db.get_database_backend().build(&select))
         .one(db)
@@ -347,6 +349,7 @@ pub async fn latest_bucket(
         .columns(["layout_id", "data"])
         .from(Alias::new(MINUTE_CHUNKS))
         .and_where(Expr::col("host_id").eq(host_id))
+        .and_where(Expr::col("bucket_start").lt(before_ms))
         .order_by("bucket_start", sea_orm::Order::Desc)
         .limit(1)
         .take();
@@ -357,6 +360,7 @@ pub async fn latest_bucket(
         series::decode_minutes(c.start, c.layout_id, &c.data)?
             .iter()
             .map(|m| m.start)
+            .filter(|start| *start < before_ms)
             .max()
     });
     Ok(Ord::max(latest, chunked))
@@ -408,8 +412,9 @@ pub async fn purge_tier(
 ) -> Result<u64> {
     let mut deleted = purge_table(db, table(tier), host_ids, cutoff_ms, chunk).await?;
     if tier == Tier::Minute {
-        // A chunk goes once all its minutes are past the cutoff: it starts 10 minutes before.
-        let whole = cutoff_ms - Tier::TenMinutes.width_ms() + 1;
+        // A chunk goes once all its minutes are past the cutoff: its last one starts 9 minutes
+        // after it does.
+        let whole = cutoff_ms - 9 * Tier::Minute.width_ms();
         deleted += purge_table(db, Alias::new(MINUTE_CHUNKS), host_ids, whole, chunk).await?;
     }
     Ok(deleted)
