@@ -996,8 +996,12 @@ async fn relation_sizes(
     }
     let sql = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
-            "SELECT c.relname AS name, pg_relation_size(c.oid)::bigint AS bytes FROM pg_class c \
-             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema()"
+            // A table's values over ~2 KB (minute chunks) live in its TOAST table: counted
+            // with it.
+            "SELECT c.relname AS name, (pg_relation_size(c.oid) + CASE WHEN c.reltoastrelid = 0 \
+             THEN 0 ELSE pg_total_relation_size(c.reltoastrelid) END)::bigint AS bytes \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema()"
         }
         _ => "SELECT name, SUM(pgsize) AS bytes FROM dbstat GROUP BY name",
     };
