@@ -114,6 +114,24 @@ pub struct Series {
     pub points: Vec<Sample>,
 }
 
+impl Series {
+    fn of<'a>(
+        name: String,
+        label: String,
+        buckets: impl IntoIterator<Item = (&'a i64, &'a Aggregate)>,
+        agg: Agg,
+    ) -> Self {
+        Self {
+            name,
+            label,
+            points: buckets
+                .into_iter()
+                .map(|(start, a)| Sample::of(*start, a, agg))
+                .collect(),
+        }
+    }
+}
+
 /// A step query's answer.
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
@@ -128,6 +146,20 @@ pub struct SeriesSet {
     pub to: DateTime<Utc>,
     pub agg: Agg,
     pub series: Vec<Series>,
+}
+
+impl SeriesSet {
+    /// The answer to `plan`, read from `tier` down.
+    fn of(tier: Tier, plan: &tiers::Plan, agg: Agg, series: Vec<Series>) -> Self {
+        Self {
+            tier: tier.name().into(),
+            step_seconds: plan.step_ms / 1000,
+            from: ts(plan.from_ms),
+            to: ts(plan.to_ms),
+            agg,
+            series,
+        }
+    }
 }
 
 /// One host's figure in a fleet question.
@@ -385,25 +417,13 @@ impl HistoryApi {
         .await?;
         let mut out: Vec<Series> = found
             .into_iter()
-            .map(|((_, key), buckets)| Series {
-                name: key.name,
-                label: key.label,
-                points: buckets
-                    .iter()
-                    .map(|(start, a)| Sample::of(*start, a, agg))
-                    .collect(),
-            })
+            .map(|((_, key), buckets)| Series::of(key.name, key.label, &buckets, agg))
             .collect();
         // In the order the names were asked for, each name's labels in order.
         out.sort_by_key(|s| names.iter().position(|n| *n == s.name));
-        Ok(SeriesResponse::Ok(Json(SeriesSet {
-            tier: plan.tier.name().into(),
-            step_seconds: plan.step_ms / 1000,
-            from: ts(plan.from_ms),
-            to: ts(plan.to_ms),
-            agg,
-            series: out,
-        })))
+        Ok(SeriesResponse::Ok(Json(SeriesSet::of(
+            plan.tier, &plan, agg, out,
+        ))))
     }
 
     /// A host's raw values as a file
@@ -485,7 +505,6 @@ impl HistoryApi {
             }
         };
         let (now, from, to) = range(from.0, to.0)?;
-        let step = parse_step(step.0)?;
         // One row a run: the raw tier only, kept for the URL results' retention.
         let retention = tiers::Retention {
             raw: self.0.poller.settings().retention.url_results,
@@ -494,14 +513,7 @@ impl HistoryApi {
             hour: std::time::Duration::ZERO,
             ..self.0.poller.settings().retention
         };
-        let plan = tiers::plan(
-            from.timestamp_millis(),
-            to.timestamp_millis(),
-            step,
-            now.timestamp_millis(),
-            &retention,
-        )
-        .map_err(|m| Error::invalid("step", m))?;
+        let plan = plan_within(from, to, now, step.0, &retention)?;
         let agg = agg.0.unwrap_or_default();
         let buckets = history::url_buckets(
             &self.0.db,
@@ -515,23 +527,19 @@ impl HistoryApi {
         let series = if buckets.is_empty() {
             Vec::new()
         } else {
-            vec![Series {
-                name: name.clone(),
-                label: String::new(),
-                points: buckets
-                    .iter()
-                    .map(|(start, a)| Sample::of(*start, a, agg))
-                    .collect(),
-            }]
+            vec![Series::of(
+                name.clone(),
+                String::new(),
+                buckets.iter().map(|(t, a)| (t, a)),
+                agg,
+            )]
         };
-        Ok(SeriesResponse::Ok(Json(SeriesSet {
-            tier: Tier::Raw.name().into(),
-            step_seconds: plan.step_ms / 1000,
-            from: ts(plan.from_ms),
-            to: ts(plan.to_ms),
+        Ok(SeriesResponse::Ok(Json(SeriesSet::of(
+            Tier::Raw,
+            &plan,
             agg,
             series,
-        })))
+        ))))
     }
 
     /// The hosts highest (or lowest) in a metric
@@ -725,14 +733,7 @@ impl HistoryApi {
         now: DateTime<Utc>,
         step: Option<String>,
     ) -> crate::error::Result<tiers::Plan> {
-        tiers::plan(
-            from.timestamp_millis(),
-            to.timestamp_millis(),
-            parse_step(step)?,
-            now.timestamp_millis(),
-            &self.0.poller.settings().retention,
-        )
-        .map_err(|m| Error::invalid("step", m))
+        plan_within(from, to, now, step, &self.0.poller.settings().retention)
     }
 
     /// Every host's aggregate of each of `names` over `[from_ms, to_ms)`: by metric, then by
@@ -845,6 +846,25 @@ fn parse_step(step: Option<String>) -> crate::error::Result<tiers::Step> {
         None => Ok(tiers::Step::Auto),
         Some(s) => tiers::parse_step(&s).map_err(|m| Error::invalid("step", m)),
     }
+}
+
+/// The plan of a step query over `[from, to]` with the tiers `retention` keeps; a bad
+/// `step` is a 422 naming it.
+fn plan_within(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+    step: Option<String>,
+    retention: &tiers::Retention,
+) -> crate::error::Result<tiers::Plan> {
+    tiers::plan(
+        from.timestamp_millis(),
+        to.timestamp_millis(),
+        parse_step(step)?,
+        now.timestamp_millis(),
+        retention,
+    )
+    .map_err(|m| Error::invalid("step", m))
 }
 
 /// A query's range: `to` defaults to now, `from` to an hour before `to`.

@@ -214,6 +214,28 @@ async fn state(dir: &std::path::Path, poll_timeout: Duration) -> Services {
     )
 }
 
+/// A host on 127.0.0.1, enabled, without labels, a pinned key or provisioning.
+fn loopback_host(
+    name: String,
+    port: u16,
+    username: &str,
+    credential: NewCredential,
+    schedule: &str,
+) -> NewHost {
+    NewHost {
+        name,
+        address: "127.0.0.1".into(),
+        port,
+        username: username.into(),
+        credential,
+        schedule: schedule.into(),
+        labels: vec![],
+        expected_host_key_fingerprint: None,
+        provision: false,
+        enabled: true,
+    }
+}
+
 /// Registers a host and marks it enrolled (the benchmark measures steady-state polling).
 async fn add_host(
     state: &Services,
@@ -226,18 +248,7 @@ async fn add_host(
     let view = store::hosts::create(
         &state.db,
         &state.secrets,
-        NewHost {
-            name,
-            address: "127.0.0.1".into(),
-            port,
-            username: username.into(),
-            credential,
-            schedule: schedule.into(),
-            labels: vec![],
-            expected_host_key_fingerprint: None,
-            provision: false,
-            enabled: true,
-        },
+        loopback_host(name, port, username, credential, schedule),
     )
     .await
     .expect("host");
@@ -965,18 +976,13 @@ async fn history_hosts(
         let view = store::hosts::create(
             db,
             secrets,
-            NewHost {
-                name: format!("{prefix}-{i}"),
-                address: "127.0.0.1".into(),
-                port: 22,
-                username: "monitor".into(),
-                credential: NewCredential::Password(Zeroizing::new("x".into())),
-                schedule: "*/10 * * * * *".into(),
-                labels: vec![],
-                expected_host_key_fingerprint: None,
-                provision: false,
-                enabled: true,
-            },
+            loopback_host(
+                format!("{prefix}-{i}"),
+                22,
+                "monitor",
+                NewCredential::Password(Zeroizing::new("x".into())),
+                "*/10 * * * * *",
+            ),
         )
         .await
         .expect("host");

@@ -286,14 +286,7 @@ impl Link {
             }
             _ => {
                 if !host.status.is_alerting() {
-                    if host.status != HostStatus::Unreachable {
-                        tracing::warn!(
-                            host_id = host.id,
-                            host = %Untrusted(&host.name),
-                            error = %Untrusted(err),
-                            "host unreachable"
-                        );
-                    }
+                    log_unreachable(host, err);
                     ssh_store::set_status(
                         db,
                         host.id,
@@ -407,6 +400,20 @@ impl Link {
     pub async fn forget_connection(&self, host_id: i64) {
         self.cache.invalidate(host_id);
         self.pool.forget(host_id).await;
+    }
+}
+
+/// Logs that a host is going `unreachable` (once: not when it already is). Every way a poll
+/// can lose its host (a dial, a connection ending mid-probe) logs through here, so the log
+/// names each host that went unreachable.
+pub(super) fn log_unreachable(host: &host::Model, err: &impl std::fmt::Display) {
+    if host.status != HostStatus::Unreachable {
+        tracing::warn!(
+            host_id = host.id,
+            host = %Untrusted(&host.name),
+            error = %Untrusted(err),
+            "host unreachable"
+        );
     }
 }
 

@@ -257,16 +257,7 @@ impl Poller {
         drop(ssh_permit);
         if let Err((kind, message)) = ran_to_the_end(&run.output) {
             let err = PollError::Host { kind, message };
-            // The same line the dial's failure logs: an operator reading the log sees every
-            // host that went unreachable, whichever way its connection ended.
-            if prepared.host.status != HostStatus::Unreachable {
-                tracing::warn!(
-                    host_id,
-                    host = %crate::logs::Untrusted(&prepared.host.name),
-                    error = %crate::logs::Untrusted(&err),
-                    "host unreachable"
-                );
-            }
+            super::link::log_unreachable(&prepared.host, &err);
             ssh_store::set_status(
                 &self.link.db,
                 host_id,
